@@ -1,0 +1,249 @@
+"""Typed settings, parsed once from the YAML files in the config directory.
+
+The config directory is ``--config DIR`` on the CLI, else ``$QUANT_ASSETS_CONFIG``, else the
+repository's ``configs/``. The data directory (DuckDB file, Dagster instance, later MLflow
+and reports) is ``$QUANT_ASSETS_HOME``, default ``./data``.
+
+Every problem is reported as :class:`quant_assets.errors.ConfigError` naming the file, the
+key and what is wrong, before anything runs.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from quant_assets.errors import ConfigError
+from quant_assets.tickers import validate_ticker
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG_DIR = REPO_ROOT / "configs"
+CONFIG_ENV = "QUANT_ASSETS_CONFIG"
+HOME_ENV = "QUANT_ASSETS_HOME"
+
+Ticker = Annotated[str, AfterValidator(validate_ticker)]
+PositiveWindow = Annotated[int, Field(ge=1, le=2520)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UniverseSettings(_Strict):
+    """``universe.yaml``: what is traded, against which benchmark, on which calendar."""
+
+    tickers: list[Ticker] = Field(min_length=1)
+    benchmark: Ticker
+    start: date
+    end: date | None = None  # None: up to today, the current window stays open
+    calendar: str = "XNYS"
+    partition_grain: Literal["month", "year"] = "month"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> UniverseSettings:
+        if len(set(self.tickers)) != len(self.tickers):
+            dupes = sorted({t for t in self.tickers if self.tickers.count(t) > 1})
+            raise ValueError(f"duplicate tickers: {', '.join(dupes)}")
+        if self.benchmark in self.tickers:
+            raise ValueError(f"benchmark {self.benchmark} must not also be a universe ticker")
+        if self.end is not None and self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
+class FilesProviderSettings(_Strict):
+    path: Path
+
+
+class SyntheticProviderSettings(_Strict):
+    seed: int = 7
+    origin: date = date(1990, 1, 2)
+
+
+class ProvidersSettings(_Strict):
+    """``providers.yaml``: which provider runs, and each provider's own options."""
+
+    provider: Literal["bundled", "synthetic", "files", "yahoo"] = "bundled"
+    files: FilesProviderSettings | None = None
+    synthetic: SyntheticProviderSettings = SyntheticProviderSettings()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProvidersSettings:
+        if self.provider == "files" and self.files is None:
+            raise ValueError("provider 'files' needs a 'files: {path: ...}' section")
+        if self.provider == "yahoo":
+            raise ValueError("the yahoo provider is not available yet (planned); use bundled")
+        return self
+
+
+class FeatureSettings(_Strict):
+    """``features.yaml``: the windows of every feature, in trading days."""
+
+    ma_windows: list[PositiveWindow] = [10, 20, 50, 200]
+    return_windows: list[PositiveWindow] = [1, 5, 20, 60]
+    momentum_lookback: PositiveWindow = 252
+    momentum_skip: Annotated[int, Field(ge=0, le=63)] = 21
+    realized_vol_windows: list[PositiveWindow] = [20, 60]
+    return_std_window: PositiveWindow = 20
+    atr_window: PositiveWindow = 14
+    volume_z_window: PositiveWindow = 20
+    money_flow_window: PositiveWindow = 14
+    obv_window: PositiveWindow = 20
+    relative_return_windows: list[PositiveWindow] = [20, 60]
+    beta_window: PositiveWindow = 60
+    trading_days_per_year: PositiveWindow = 252
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeatureSettings:
+        if self.momentum_skip >= self.momentum_lookback:
+            raise ValueError("momentum_skip must be smaller than momentum_lookback")
+        for name in ("ma_windows", "return_windows", "realized_vol_windows"):
+            values = getattr(self, name)
+            if not values:
+                raise ValueError(f"{name} must not be empty")
+        if 20 not in self.ma_windows or 50 not in self.ma_windows or 200 not in self.ma_windows:
+            raise ValueError("ma_windows must include 20, 50 and 200 (the signals use them)")
+        if 60 not in self.realized_vol_windows or 20 not in self.realized_vol_windows:
+            raise ValueError("realized_vol_windows must include 20 and 60 (the signals use them)")
+        if 60 not in self.relative_return_windows:
+            raise ValueError("relative_return_windows must include 60 (the signals use it)")
+        return self
+
+    @property
+    def max_window(self) -> int:
+        """The longest look-back any feature needs, in trading days (plus one prior close)."""
+        return 1 + max(
+            *self.ma_windows,
+            *self.return_windows,
+            self.momentum_lookback,
+            *self.realized_vol_windows,
+            self.return_std_window,
+            self.atr_window,
+            self.volume_z_window,
+            self.money_flow_window,
+            self.obv_window,
+            *self.relative_return_windows,
+            self.beta_window,
+        )
+
+
+class SignalSettings(_Strict):
+    """``signals.yaml``: the scales of the four rule-based signals (dimensionless)."""
+
+    trend_momentum_scale: float = Field(default=1.0, gt=0)
+    mean_reversion_z_scale: float = Field(default=2.0, gt=0)
+    vol_ratio_scale: float = Field(default=1.0, gt=0)
+    rel_strength_scale: float = Field(default=1.0, gt=0)
+
+
+class QualitySettings(_Strict):
+    """``quality.yaml``: data-quality thresholds (seed 003 §4.2-4.3)."""
+
+    return_spike_threshold: float = Field(default=0.40, gt=0, description="|daily return|")
+    min_quality_score: float = Field(default=0.6, ge=0, le=1)
+
+
+class Settings(_Strict):
+    """All settings of one config directory."""
+
+    config_dir: Path
+    universe: UniverseSettings
+    providers: ProvidersSettings
+    features: FeatureSettings = FeatureSettings()
+    signals: SignalSettings = SignalSettings()
+    quality: QualitySettings = QualitySettings()
+
+
+_FILES: dict[str, tuple[str, bool]] = {
+    # section: (file name, required)
+    "universe": ("universe.yaml", True),
+    "providers": ("providers.yaml", True),
+    "features": ("features.yaml", False),
+    "signals": ("signals.yaml", False),
+    "quality": ("quality.yaml", False),
+}
+
+
+def resolve_config_dir(config_dir: str | Path | None = None) -> Path:
+    """The config directory: the argument, else ``$QUANT_ASSETS_CONFIG``, else ``configs/``."""
+    chosen = config_dir or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_DIR
+    return Path(chosen).expanduser().resolve()
+
+
+def data_home() -> Path:
+    """The data directory: ``$QUANT_ASSETS_HOME`` or ``./data``; created if missing."""
+    home = Path(os.environ.get(HOME_ENV) or "data").expanduser().resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(str(path), "(file)", f"cannot read: {exc.strerror}") from exc
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "(file)"
+        raise ConfigError(str(path), where, f"malformed YAML: {exc}") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(str(path), "(top level)", "expected a mapping of keys to values")
+    return loaded
+
+
+def _first_error(path: Path, exc: ValidationError) -> ConfigError:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = err["msg"].removeprefix("Value error, ")
+    extra = f" ({len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return ConfigError(str(path), key, msg + extra)
+
+
+def load_settings(config_dir: str | Path | None = None) -> Settings:
+    """Parse and validate every config file of ``config_dir`` (see :func:`resolve_config_dir`).
+
+    Raises ConfigError naming the file, key and problem for a missing required file,
+    malformed YAML, an unknown key, a wrong type or inconsistent values.
+    """
+    directory = resolve_config_dir(config_dir)
+    if not directory.is_dir():
+        raise ConfigError(str(directory), "(directory)", "config directory does not exist")
+    sections: dict[str, Any] = {"config_dir": directory}
+    models: dict[str, type[BaseModel]] = {
+        "universe": UniverseSettings,
+        "providers": ProvidersSettings,
+        "features": FeatureSettings,
+        "signals": SignalSettings,
+        "quality": QualitySettings,
+    }
+    for section, (file_name, required) in _FILES.items():
+        path = directory / file_name
+        if not path.exists():
+            if required:
+                raise ConfigError(str(path), "(file)", "required config file is missing")
+            continue
+        raw = _read_yaml(path)
+        try:
+            sections[section] = models[section].model_validate(raw)
+        except ValidationError as exc:
+            raise _first_error(path, exc) from exc
+    settings = Settings(**sections)
+    files = settings.providers.files
+    if files is not None and not files.path.is_absolute():
+        # A relative files path is relative to the config directory, not the shell's cwd.
+        resolved = FilesProviderSettings(path=(directory / files.path).resolve())
+        settings = settings.model_copy(
+            update={"providers": settings.providers.model_copy(update={"files": resolved})}
+        )
+    return settings
