@@ -1,0 +1,1 @@
+"""Data quality: Great Expectations suites and the per-partition quality score."""
