@@ -85,8 +85,10 @@ def build_features(
 
     Returns:
         ``date``, ``ticker``, the columns of :func:`feature_columns` (Float64, null where the
-        window is not full or an input is missing) and ``warmed_up`` (Boolean: every window of
-        the row is full, i.e. the ticker has at least ``settings.max_window`` rows up to it).
+        window is not full or an input is missing), ``warmed_up`` (Boolean: every window of
+        the row is full, i.e. the ticker has at least ``settings.max_window`` rows up to it)
+        and ``benchmark_complete`` (Boolean: the benchmark close is present on every session
+        of the longest relative-strength window).
         Sorted by (ticker, date).
     """
     s = settings

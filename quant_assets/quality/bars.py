@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from datetime import date
 
-import great_expectations.expectations as gxe
 import numpy as np
 import polars as pl
 
@@ -163,6 +162,8 @@ def _sessions_present(grouped: pl.DataFrame, sessions: np.ndarray) -> np.ndarray
 
 def bar_row_expectations() -> list[object]:
     """The row-level rules every provider's bars must satisfy."""
+    import great_expectations.expectations as gxe  # lazy: importing GX costs ~7 s
+
     ordered = dict(or_equal=True, ignore_row_if="either_value_is_missing")
     return [
         gxe.ExpectColumnValuesToNotBeNull(column="ticker"),
@@ -184,6 +185,8 @@ def bar_row_expectations() -> list[object]:
 
 def partition_expectations(min_quality_score: float) -> list[object]:
     """Per-partition rules: complete sessions and a quality score above the minimum."""
+    import great_expectations.expectations as gxe  # lazy: importing GX costs ~7 s
+
     return [
         gxe.ExpectColumnValuesToBeBetween(column="missing_sessions", max_value=0),
         gxe.ExpectColumnValuesToBeBetween(column="non_session_dates", max_value=0),
@@ -208,6 +211,8 @@ def validate_partitions(summary: pl.DataFrame, min_quality_score: float) -> Vali
 
 def validate_spikes(bars: pl.DataFrame, spike_threshold: float) -> ValidationReport:
     """The (non-blocking) spike rule: ``abs_return <= threshold``."""
+    import great_expectations.expectations as gxe  # lazy: importing GX costs ~7 s
+
     return validate(
         bars.select("ticker", "date", "abs_return"),
         "bars_spikes",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import great_expectations.expectations as gxe
 import polars as pl
 
 from quant_assets.features.build import NEEDS_HIGH_LOW, NEEDS_VOLUME
 from quant_assets.quality.gx import ValidationReport, validate
 
+RELATIVE_PREFIXES = ("rel_return", "beta")
 _FINITE = 1e300  # between(-1e300, 1e300) fails +-inf; NaN and null fail not-null
 
 
@@ -25,6 +25,8 @@ def validate_features(
     ``available`` maps ticker → optional bar columns it has (see
     :func:`quant_assets.providers.base.available_columns`).
     """
+    import great_expectations.expectations as gxe  # lazy: importing GX costs ~7 s
+
     frame = features.with_columns(
         pl.col("ticker")
         .is_in([t for t, cols in available.items() if {"high", "low"} <= set(cols)])
@@ -41,6 +43,8 @@ def validate_features(
             condition += " and has_high_low == True"
         if needs_volume:
             condition += " and has_volume == True"
+        if column.startswith(RELATIVE_PREFIXES):
+            condition += " and benchmark_complete == True"
         expectations.append(
             gxe.ExpectColumnValuesToNotBeNull(
                 column=column, row_condition=condition, condition_parser="pandas"
@@ -54,6 +58,8 @@ def validate_features(
 
 def validate_signals(signals: pl.DataFrame, signal_names: list[str]) -> ValidationReport:
     """Signals lie in [-1, 1] and are non-null after the warm-up."""
+    import great_expectations.expectations as gxe  # lazy: importing GX costs ~7 s
+
     expectations: list[object] = []
     for column in signal_names:
         expectations.append(

@@ -84,7 +84,8 @@ def build_signals(
     """Compute the four signals for every row of ``features``.
 
     Returns ``date``, ``ticker``, the :data:`SIGNAL_COLUMNS` (Float64 in [-1, 1], null
-    where an input is null or undefined) and ``warmed_up`` copied from the features.
+    where an input is null or undefined) and ``warmed_up``: the features are warmed up and
+    the benchmark complete, so every signal is defined.
     """
     return features.select(
         "date",
@@ -93,5 +94,5 @@ def build_signals(
         mean_rev_alpha(signals),
         vol_alpha(signals),
         rel_strength_alpha(signals, feature_settings),
-        "warmed_up",
+        (pl.col("warmed_up") & pl.col("benchmark_complete")).alias("warmed_up"),
     ).with_columns(pl.col(name).fill_nan(None) for name in SIGNAL_COLUMNS)

@@ -1,0 +1,361 @@
+"""The asset graph so far: bars, benchmark_bars → features → signals.
+
+Each asset is thin: work out the partition rectangle of the run, call the domain, validate
+with the Great Expectations suite of its check, write through the DuckDB IO manager. All
+assets compute a whole partition range in one run (single-run backfill policy).
+"""
+
+import hashlib
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import polars as pl
+
+from quant_assets import __version__, schemas
+from quant_assets.defs.partitions import (
+    PARTITION_EXPR,
+    date_partitions,
+    lookback_mapping,
+    rectangle_from_keys,
+    ticker_date_partitions,
+)
+from quant_assets.defs.resources import WarehouseResource
+from quant_assets.features.build import build_features, feature_columns, lookback_periods
+from quant_assets.ingest import IngestedBars, ingest_bars
+from quant_assets.providers.base import available_columns
+from quant_assets.providers.registry import build_provider
+from quant_assets.quality.derived import validate_features, validate_signals
+from quant_assets.quality.gx import ValidationReport
+from quant_assets.settings import Settings
+from quant_assets.signals.rules import SIGNAL_COLUMNS, build_signals
+
+# Calendar days fetched before a range so its first bar has a previous close (covers the
+# longest exchange closures, e.g. 2001-09-11..17).
+_PREVIOUS_CLOSE_MARGIN = timedelta(days=14)
+_MAX_TABLE_ROWS = 25
+
+
+def _code_version(*parts: object) -> str:
+    """Code version = package version + hash of the config that shapes the asset's output."""
+    payload = json.dumps([__version__, *parts], sort_keys=True, default=str)
+    return f"{__version__}-{hashlib.sha256(payload.encode()).hexdigest()[:10]}"
+
+
+def _column_schema(columns: tuple[schemas.Column, ...]) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[dg.TableColumn(c.name, str(c.dtype), description=c.description) for c in columns]
+    )
+
+
+def _check_metadata(report: ValidationReport, windows: tuple, tickers: tuple) -> dict:
+    covered = f"{windows[0]}..{windows[-1]}" if windows else "-"
+    return {
+        **report.as_metadata(),
+        "partitions_covered": f"{covered} × {len(tickers) or 1} ticker(s)",
+        "tickers": ", ".join(tickers) or "-",
+    }
+
+
+def _quality_metadata(ingested: IngestedBars) -> dict:
+    partitions = ingested.partitions
+    if partitions.is_empty():
+        return {"quality_score_min": dg.MetadataValue.float(1.0), "partitions_scored": 0}
+    worst = partitions.sort("quality_score", "ticker", "window").head(_MAX_TABLE_ROWS)
+    return {
+        "quality_score_min": dg.MetadataValue.float(float(partitions["quality_score"].min())),
+        "quality_score_mean": dg.MetadataValue.float(float(partitions["quality_score"].mean())),
+        "partitions_scored": partitions.height,
+        "quality_scores_lowest": dg.MetadataValue.md(
+            _markdown(
+                worst.select(
+                    "ticker",
+                    "window",
+                    "rows",
+                    "missing_sessions",
+                    "extreme_spike_flag",
+                    "quality_score",
+                )
+            )
+        ),
+    }
+
+
+def _markdown(frame: pl.DataFrame) -> str:
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "---|" * frame.width
+    rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.iter_rows()]
+    return "\n".join([header, rule, *rows])
+
+
+def build_assets(settings: Settings) -> list:
+    """The assets (with their checks) for one config directory."""
+    universe = settings.universe
+    per_ticker = ticker_date_partitions(universe)
+    by_date = date_partitions(universe)
+    grain = universe.partition_grain
+    lookback = lookback_periods(settings.features, grain)
+    single_run = dg.BackfillPolicy.single_run()
+    provider_version = _code_version(settings.providers, settings.quality, universe.calendar)
+
+    def ingest(context: dg.AssetExecutionContext, tickers: list[str], start, end):
+        provider = build_provider(settings)
+        raw = provider.fetch_bars(tickers, start - _PREVIOUS_CLOSE_MARGIN, end - timedelta(days=1))
+        return ingest_bars(
+            raw,
+            provider=provider.name,
+            start=start,
+            end=end,
+            calendar=universe.calendar,
+            grain=grain,
+            quality=settings.quality,
+            ingested_at=datetime.now(UTC),
+        )
+
+    def emit_ingested(
+        context: dg.AssetExecutionContext, ingested: IngestedBars, prefix: str, windows, tickers
+    ) -> Iterator:
+        blocking = ValidationReport(
+            suite=f"{prefix}_quality",
+            row_count=ingested.row_report.row_count,
+            outcomes=ingested.row_report.outcomes + ingested.partition_report.outcomes,
+        )
+        yield dg.AssetCheckResult(
+            check_name=f"{prefix}_quality",
+            passed=blocking.success,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                **_check_metadata(blocking, windows, tickers),
+                **_quality_metadata(ingested),
+            },
+        )
+        if not blocking.success:
+            first = blocking.failures[0]
+            example = first.examples[0] if first.examples else {}
+            # Nothing is written: the run fails here, downstream never runs.
+            raise dg.Failure(
+                description=(
+                    f"{prefix}: data-quality rule '{first.rule}' failed"
+                    f" for ticker={example.get('ticker', '?')} date="
+                    f"{_date_text(example.get('date') or example.get('window'))}:\n"
+                    + blocking.summary()
+                ),
+                metadata={"failed_rules": blocking.summary()},
+            )
+        yield dg.Output(
+            ingested.frame,
+            metadata={
+                "rows": ingested.frame.height,
+                "first_date": str(ingested.frame["date"].min()),
+                "last_date": str(ingested.frame["date"].max()),
+                **_quality_metadata(ingested),
+            },
+        )
+        yield dg.AssetCheckResult(
+            check_name=f"{prefix}_return_spikes",
+            passed=ingested.spike_report.success,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata=_check_metadata(ingested.spike_report, windows, tickers),
+        )
+
+    @dg.asset(
+        partitions_def=per_ticker,
+        backfill_policy=single_run,
+        io_manager_key="warehouse_io_manager",
+        group_name="market_data",
+        kinds={"duckdb", "polars"},
+        code_version=provider_version,
+        metadata={
+            "partition_expr": PARTITION_EXPR,
+            "dagster/column_schema": _column_schema(schemas.BARS),
+        },
+        check_specs=[
+            dg.AssetCheckSpec(
+                "bars_quality",
+                asset="bars",
+                blocking=True,
+                description=(
+                    "Great Expectations suite: non-null keys, unique (ticker, date), positive "
+                    "prices, low <= open/close <= high, volume >= 0, no missing exchange "
+                    "sessions, quality score >= minimum. Blocking: a failure writes nothing."
+                ),
+            ),
+            dg.AssetCheckSpec(
+                "bars_return_spikes",
+                asset="bars",
+                description="Warns when |daily return| exceeds the configured spike threshold.",
+            ),
+        ],
+    )
+    def bars(context: dg.AssetExecutionContext) -> Iterator:
+        """Clean, adjusted daily OHLCV per ticker from the configured provider.
+
+        One row per (ticker, exchange session) with provider, ingestion time, a sha256 of the
+        raw provider rows of each partition, a return-spike flag and the partition's quality
+        score. Validated before it is written: a failing partition range writes nothing.
+        """
+        rect = rectangle_from_keys(context.partition_keys, per_ticker)
+        ingested = ingest(context, list(rect.tickers), rect.start, rect.end)
+        yield from emit_ingested(context, ingested, "bars", rect.windows, rect.tickers)
+
+    @dg.asset(
+        partitions_def=by_date,
+        backfill_policy=single_run,
+        io_manager_key="warehouse_io_manager",
+        group_name="market_data",
+        kinds={"duckdb", "polars"},
+        code_version=_code_version(provider_version, universe.benchmark),
+        metadata={
+            "partition_expr": "date",
+            "dagster/column_schema": _column_schema(schemas.BARS),
+        },
+        check_specs=[
+            dg.AssetCheckSpec(
+                "benchmark_bars_quality",
+                asset="benchmark_bars",
+                blocking=True,
+                description="The bars suite applied to the benchmark index. Blocking.",
+            ),
+            dg.AssetCheckSpec(
+                "benchmark_bars_return_spikes",
+                asset="benchmark_bars",
+                description="Warns when the benchmark's |daily return| exceeds the threshold.",
+            ),
+        ],
+    )
+    def benchmark_bars(context: dg.AssetExecutionContext) -> Iterator:
+        """Daily bars of the benchmark index (``universe.yaml: benchmark``), one row per session."""
+        rect = rectangle_from_keys(context.partition_keys, by_date)
+        ingested = ingest(context, [universe.benchmark], rect.start, rect.end)
+        yield from emit_ingested(context, ingested, "benchmark_bars", rect.windows, ())
+
+    feature_names = list(feature_columns(settings.features))
+    features_schema = schemas.features_schema(settings.features)
+
+    @dg.asset(
+        partitions_def=per_ticker,
+        backfill_policy=single_run,
+        io_manager_key="warehouse_io_manager",
+        group_name="research",
+        kinds={"duckdb", "polars"},
+        code_version=_code_version(settings.features),
+        ins={"bars": dg.AssetIn(partition_mapping=lookback_mapping(lookback))},
+        deps=[
+            dg.AssetDep(
+                "benchmark_bars",
+                partition_mapping=dg.MultiToSingleDimensionPartitionMapping(
+                    partition_dimension_name="date"
+                ),
+            )
+        ],
+        metadata={
+            "partition_expr": PARTITION_EXPR,
+            "dagster/column_schema": _column_schema(features_schema),
+            "lookback_windows": lookback,
+        },
+        check_specs=[
+            dg.AssetCheckSpec(
+                "features_finite",
+                asset="features",
+                blocking=True,
+                description=(
+                    "Every feature is finite after the warm-up, where the ticker has the "
+                    "inputs it needs (high/low, volume, a complete benchmark)."
+                ),
+            )
+        ],
+    )
+    def features(
+        context: dg.AssetExecutionContext, bars: pl.DataFrame, warehouse: WarehouseResource
+    ) -> Iterator:
+        """Trend, volatility, volume and relative-strength features per (ticker, session).
+
+        Reads the run's bars plus the previous windows the longest feature needs (the
+        ``bars`` input's partition mapping), and the benchmark over the same span. Every
+        value at date D uses bars at or before D only.
+        """
+        rect = rectangle_from_keys(context.partition_keys, per_ticker)
+        if bars.is_empty():
+            yield dg.Output(pl.DataFrame(schema={c.name: c.dtype for c in features_schema}))
+            yield dg.AssetCheckResult(check_name="features_finite", passed=True)
+            return
+        benchmark = warehouse.read(
+            "benchmark_bars",
+            start=bars["date"].min(),
+            end=rect.end,
+            columns=["date", "close"],
+        )
+        if benchmark.is_empty():
+            context.log.warning("no benchmark_bars rows for this span: relative features are null")
+            benchmark = pl.DataFrame(schema={"date": pl.Date, "close": pl.Float64})
+        computed = build_features(bars, benchmark, settings.features)
+        out = schemas.conform(
+            computed.filter((pl.col("date") >= rect.start) & (pl.col("date") < rect.end)),
+            features_schema,
+        )
+        report = validate_features(out, feature_names, available_columns(bars))
+        yield dg.Output(
+            out,
+            metadata={
+                "rows": out.height,
+                "lookback_rows_read": bars.height - out.height,
+                "warmed_up_rows": int(out["warmed_up"].sum()),
+            },
+        )
+        yield dg.AssetCheckResult(
+            check_name="features_finite",
+            passed=report.success,
+            metadata=_check_metadata(report, rect.windows, rect.tickers),
+        )
+
+    @dg.asset(
+        partitions_def=per_ticker,
+        backfill_policy=single_run,
+        io_manager_key="warehouse_io_manager",
+        group_name="research",
+        kinds={"duckdb", "polars"},
+        code_version=_code_version(settings.signals, settings.features),
+        metadata={
+            "partition_expr": PARTITION_EXPR,
+            "dagster/column_schema": _column_schema(schemas.SIGNALS),
+        },
+        check_specs=[
+            dg.AssetCheckSpec(
+                "signals_in_unit_interval",
+                asset="signals",
+                blocking=True,
+                description="Every signal lies in [-1, 1] and is defined after the warm-up.",
+            )
+        ],
+    )
+    def signals(context: dg.AssetExecutionContext, features: pl.DataFrame) -> Iterator:
+        """The four rule-based alpha signals in [-1, 1] per (ticker, session).
+
+        ``trend_alpha`` (risk-adjusted 12-1 momentum + moving-average stack), ``mean_rev_alpha``
+        (minus the squashed Bollinger z-score), ``vol_alpha`` (short- vs long-term volatility)
+        and ``rel_strength_alpha`` (risk-adjusted 60-day return over the benchmark). See
+        ``quant_assets/signals/rules.py`` for each rule.
+        """
+        rect = rectangle_from_keys(context.partition_keys, per_ticker)
+        if features.is_empty():
+            out = pl.DataFrame(schema={c.name: c.dtype for c in schemas.SIGNALS})
+        else:
+            out = schemas.conform(
+                build_signals(features, settings.signals, settings.features), schemas.SIGNALS
+            )
+        report = validate_signals(out, list(SIGNAL_COLUMNS))
+        yield dg.Output(out, metadata={"rows": out.height})
+        yield dg.AssetCheckResult(
+            check_name="signals_in_unit_interval",
+            passed=report.success,
+            metadata=_check_metadata(report, rect.windows, rect.tickers),
+        )
+
+    return [bars, benchmark_bars, features, signals]
+
+
+def _date_text(value: object) -> str:
+    if value is None:
+        return "?"
+    return value.date().isoformat() if hasattr(value, "date") else str(value)

@@ -1,0 +1,145 @@
+"""Partitions: a time window of configurable grain (``date``) × a dynamic ``ticker`` dimension.
+
+Why windows and not days: Dagster spends ~11-16 ms of bookkeeping per asset-partition
+materialisation (see docs/architecture.md for the numbers measured here), so one partition per
+session × ticker over 33 years would cost hours. Rows inside a partition are the exchange
+sessions of that window.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import dagster as dg
+
+from quant_assets.settings import UniverseSettings
+
+TICKER_DIMENSION = "ticker"
+DATE_DIMENSION = "date"
+TICKER_PARTITIONS = dg.DynamicPartitionsDefinition(name=TICKER_DIMENSION)
+PARTITION_EXPR = {DATE_DIMENSION: "date", TICKER_DIMENSION: "ticker"}
+_CRON = {"month": "0 0 1 * *", "year": "0 0 1 1 *"}
+
+
+def next_window_start(day: date, grain: str) -> date:
+    """The first day of the window after the one containing ``day``."""
+    if grain == "year":
+        return date(day.year + 1, 1, 1)
+    return date(day.year + (day.month == 12), day.month % 12 + 1, 1)
+
+
+def window_start_of(day: date, grain: str) -> date:
+    """The first day of the window containing ``day``."""
+    return date(day.year, 1, 1) if grain == "year" else date(day.year, day.month, 1)
+
+
+def date_partitions(universe: UniverseSettings) -> dg.TimeWindowPartitionsDefinition:
+    """Windows of ``universe.partition_grain`` from ``universe.start``.
+
+    With ``end`` set, the last window is the one containing ``end``; without it the current,
+    incomplete window is included (``end_offset=1``) so a daily update refreshes it.
+    """
+    grain = universe.partition_grain
+    start = window_start_of(universe.start, grain)
+    kwargs: dict = {}
+    if universe.end is not None:
+        kwargs["end"] = datetime.combine(
+            next_window_start(universe.end, grain), datetime.min.time()
+        )
+    else:
+        kwargs["end_offset"] = 1
+    return dg.TimeWindowPartitionsDefinition(
+        start=datetime.combine(start, datetime.min.time()),
+        cron_schedule=_CRON[grain],
+        fmt="%Y-%m-%d",
+        **kwargs,
+    )
+
+
+def ticker_date_partitions(universe: UniverseSettings) -> dg.MultiPartitionsDefinition:
+    """The per-instrument partitions: ``date`` window × dynamic ``ticker``."""
+    return dg.MultiPartitionsDefinition(
+        {DATE_DIMENSION: date_partitions(universe), TICKER_DIMENSION: TICKER_PARTITIONS}
+    )
+
+
+def lookback_mapping(periods: int) -> dg.MultiPartitionMapping:
+    """Each (window, ticker) reads the same ticker's previous ``periods`` windows and itself."""
+    return dg.MultiPartitionMapping(
+        {
+            DATE_DIMENSION: dg.DimensionPartitionMapping(
+                DATE_DIMENSION,
+                dg.TimeWindowPartitionMapping(
+                    start_offset=-periods, allow_nonexistent_upstream_partitions=True
+                ),
+            ),
+            TICKER_DIMENSION: dg.DimensionPartitionMapping(
+                TICKER_DIMENSION, dg.IdentityPartitionMapping()
+            ),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class PartitionRectangle:
+    """The dates × tickers a run covers: ``[start, end)`` and the tickers, sorted."""
+
+    start: date
+    end: date  # exclusive
+    tickers: tuple[str, ...]
+    windows: tuple[date, ...]
+
+    @property
+    def last_day(self) -> date:
+        return self.end - timedelta(days=1)
+
+
+def rectangle_from_keys(
+    partition_keys: list[str] | list[dg.MultiPartitionKey],
+    partitions_def: dg.PartitionsDefinition,
+) -> PartitionRectangle:
+    """The rectangle of a set of partition keys; refuse a set that is not a full rectangle.
+
+    A run over several windows × several tickers must write exactly the product of both, so
+    the IO manager can replace it with one ``DELETE ... WHERE date in window AND ticker IN``.
+    """
+    if not partition_keys:
+        raise ValueError("no partition keys: nothing to compute")
+    if isinstance(partitions_def, dg.MultiPartitionsDefinition):
+        date_def = partitions_def.get_partitions_def_for_dimension(DATE_DIMENSION)
+        pairs = set()
+        for key in partition_keys:
+            multi = (
+                key
+                if isinstance(key, dg.MultiPartitionKey)
+                else partitions_def.get_partition_key_from_str(str(key))
+            )
+            dims = multi.keys_by_dimension
+            pairs.add((dims[DATE_DIMENSION], dims[TICKER_DIMENSION]))
+        windows = sorted({w for w, _ in pairs})
+        tickers = sorted({t for _, t in pairs})
+        if len(pairs) != len(windows) * len(tickers):
+            raise ValueError(
+                f"partition selection is not a rectangle ({len(pairs)} keys over "
+                f"{len(windows)} windows × {len(tickers)} tickers); run contiguous ranges"
+            )
+    else:
+        date_def = partitions_def
+        windows = sorted({str(k) for k in partition_keys})
+        tickers = []
+    assert isinstance(date_def, dg.TimeWindowPartitionsDefinition)
+    time_windows = [date_def.time_window_for_partition_key(w) for w in windows]
+    for previous, current in itertools.pairwise(time_windows):
+        if previous.end != current.start:
+            raise ValueError(
+                f"partition windows are not contiguous ({previous.end:%Y-%m-%d} to "
+                f"{current.start:%Y-%m-%d}); run contiguous ranges"
+            )
+    return PartitionRectangle(
+        start=time_windows[0].start.date(),
+        end=time_windows[-1].end.date(),
+        tickers=tuple(tickers),
+        windows=tuple(w.start.date() for w in time_windows),
+    )

@@ -1,0 +1,68 @@
+"""Resources: the DuckDB warehouse (explicit reads) and where things live on disk."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+from quant_assets.tickers import validate_ticker
+
+WAREHOUSE_FILE = "warehouse.duckdb"  # not "market.duckdb": DuckDB confuses file and schema names
+WAREHOUSE_SCHEMA = "market"
+
+
+def warehouse_path(home: Path) -> Path:
+    """The DuckDB file inside the data directory."""
+    return home / WAREHOUSE_FILE
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """Read access to the pipeline's DuckDB tables, for look-backs an asset reads explicitly."""
+
+    database: str
+    schema_name: str = WAREHOUSE_SCHEMA
+
+    def table_exists(self, table: str) -> bool:
+        with duckdb.connect(self.database) as conn:
+            row = conn.execute(
+                "select count(*) from information_schema.tables "
+                "where table_schema = ? and table_name = ?",
+                [self.schema_name, table],
+            ).fetchone()
+        return bool(row and row[0])
+
+    def read(
+        self,
+        table: str,
+        *,
+        start: date | None = None,
+        end: date | None = None,
+        tickers: list[str] | tuple[str, ...] | None = None,
+        columns: list[str] | None = None,
+    ) -> pl.DataFrame:
+        """Rows of ``table`` with ``start <= date < end`` and ticker in ``tickers`` (if given).
+
+        Values are bound as parameters; tickers are validated first.
+        """
+        if not table.isidentifier() or (columns and not all(c.isidentifier() for c in columns)):
+            raise ValueError(f"invalid table or column name in {table!r} {columns!r}")
+        where, params = [], []
+        if start is not None:
+            where.append("date >= ?")
+            params.append(start)
+        if end is not None:
+            where.append("date < ?")
+            params.append(end)
+        if tickers is not None:
+            where.append("list_contains(?, ticker)")
+            params.append([validate_ticker(t) for t in tickers])
+        sql = f"select {', '.join(columns) if columns else '*'} from {self.schema_name}.{table}"
+        if where:
+            sql += " where " + " and ".join(where)
+        order = "ticker, date" if table != "benchmark_bars" else "date"
+        with duckdb.connect(self.database) as conn:
+            return conn.execute(f"{sql} order by {order}", params).pl()
