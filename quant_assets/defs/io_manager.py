@@ -17,6 +17,7 @@ Built on dagster-duckdb's ``DbIOManager``, with three changes, each for a measur
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, cast
 
@@ -31,8 +32,9 @@ from dagster._core.storage.db_io_manager import (
     TablePartitionDimension,
     TableSlice,
 )
+from dagster._utils.backoff import backoff
 from dagster_duckdb import DuckDBIOManager
-from dagster_duckdb.io_manager import DuckDbClient
+from dagster_duckdb.io_manager import DuckDbClient, _get_cleanup_statement
 
 from quant_assets.defs.partitions import (
     DATE_DIMENSION,
@@ -49,11 +51,34 @@ def _order_by(table_slice: TableSlice) -> str:
 
 
 class OrderedDuckDbClient(DuckDbClient):
-    """DuckDbClient whose selects are ordered, so loads are deterministic."""
+    """DuckDbClient with ordered selects, a delete that is safe inside a transaction, and a
+    connection that is closed even when the step fails (the stock one leaks it, and DuckDB
+    then refuses every other connection to the file in the process)."""
 
     @staticmethod
     def get_select_statement(table_slice: TableSlice) -> str:
         return DuckDbClient.get_select_statement(table_slice) + _order_by(table_slice)
+
+    @staticmethod
+    def delete_table_slice(context, table_slice: TableSlice, connection) -> None:
+        # The stock client swallows CatalogException for a missing table, but inside a
+        # transaction that error has already aborted it: check first instead.
+        if _table_exists(connection, table_slice):
+            _run(connection, _get_cleanup_statement(table_slice))
+
+    @staticmethod
+    @contextmanager
+    def connect(context, _table_slice):
+        conn = backoff(
+            fn=duckdb.connect,
+            retry_on=(RuntimeError, duckdb.IOException),
+            kwargs={"database": context.resource_config["database"], "read_only": False},
+            max_retries=10,
+        )
+        try:
+            yield conn
+        finally:
+            conn.close()
 
 
 class RectangleDbIOManager(DbIOManager):
@@ -100,7 +125,7 @@ class RectangleDbIOManager(DbIOManager):
         table_slice = self._get_table_slice(context, context)
         handler = self._resolve_handler(type(obj))
         with self._db_client.connect(context, table_slice) as conn:
-            conn.execute(f"create schema if not exists {table_slice.schema}")
+            _run(conn, f"create schema if not exists {table_slice.schema}")
             conn.begin()
             try:
                 self._db_client.delete_table_slice(context, table_slice, conn)
@@ -126,12 +151,18 @@ def _is_multi(context: dg.OutputContext | dg.InputContext) -> bool:
     )
 
 
+def _run(connection: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list:
+    # DuckDB 2 refuses new work on a connection with an unconsumed result: always drain it.
+    return connection.execute(sql, params or []).fetchall()
+
+
 def _table_exists(connection: duckdb.DuckDBPyConnection, table_slice: TableSlice) -> bool:
-    found = connection.execute(
+    found = _run(
+        connection,
         "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
         [table_slice.schema, table_slice.table],
-    ).fetchone()
-    return bool(found and found[0])
+    )
+    return bool(found and found[0][0])
 
 
 def _write(connection: duckdb.DuckDBPyConnection, table_slice: TableSlice, arrow: Any) -> None:
@@ -139,21 +170,21 @@ def _write(connection: duckdb.DuckDBPyConnection, table_slice: TableSlice, arrow
     connection.register("_incoming", arrow)
     try:
         if not _table_exists(connection, table_slice):
-            connection.execute(f"create table {name} as select * from _incoming")
+            _run(connection, f"create table {name} as select * from _incoming")
             return
         existing = {
             row[0]
-            for row in connection.execute(
+            for row in _run(
+                connection,
                 "select column_name from information_schema.columns "
                 "where table_schema = ? and table_name = ?",
                 [table_slice.schema, table_slice.table],
-            ).fetchall()
+            )
         }
-        incoming = connection.execute("describe _incoming").fetchall()
-        for column, column_type, *_ in incoming:
+        for column, column_type, *_ in _run(connection, "describe _incoming"):
             if column not in existing:
-                connection.execute(f'alter table {name} add column "{column}" {column_type}')
-        connection.execute(f"insert into {name} by name select * from _incoming")
+                _run(connection, f'alter table {name} add column "{column}" {column_type}')
+        _run(connection, f"insert into {name} by name select * from _incoming")
     finally:
         connection.unregister("_incoming")
 

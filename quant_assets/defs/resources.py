@@ -32,8 +32,8 @@ class WarehouseResource(dg.ConfigurableResource):
                 "select count(*) from information_schema.tables "
                 "where table_schema = ? and table_name = ?",
                 [self.schema_name, table],
-            ).fetchone()
-        return bool(row and row[0])
+            ).fetchall()
+        return bool(row and row[0][0])
 
     def read(
         self,

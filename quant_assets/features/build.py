@@ -217,9 +217,15 @@ def build_features(
     result = frame.select("date", "ticker", "_position").with_columns(
         [pl.Series(name, out[name], dtype=pl.Float64).fill_nan(None) for name in names]
     )
-    return result.with_columns((pl.col("_position") >= s.max_window - 1).alias("warmed_up")).drop(
-        "_position"
-    )
+    # The benchmark is complete for a row when its close is present on every session of the
+    # longest relative window (a benchmark series can start later than a ticker's history).
+    relative_window = 1 + max(*s.relative_return_windows, s.beta_window)
+    benchmark_missing = np.isnan(benchmark_close).astype(np.float64)
+    benchmark_complete = rolling.rolling_sum(benchmark_missing, position, relative_window) == 0
+    return result.with_columns(
+        (pl.col("_position") >= s.max_window - 1).alias("warmed_up"),
+        pl.Series("benchmark_complete", benchmark_complete, dtype=pl.Boolean),
+    ).drop("_position")
 
 
 def lookback_sessions(settings: FeatureSettings) -> int:

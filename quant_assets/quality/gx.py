@@ -21,6 +21,7 @@ from quant_assets.errors import BadBarsError
 
 # GX prints progress bars and chatty logs; a pipeline run should not.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TQDM_DISABLE", "1")
 _LOCK = threading.Lock()
 _CONTEXT: Any = None
 _BATCH_DEFINITIONS: dict[str, Any] = {}

@@ -1,0 +1,41 @@
+"""The one place where assets, checks, resources, sensors and the executor meet.
+
+:func:`build_definitions` is called by ``definitions.py`` (what ``dagster dev`` loads), by the
+CLI and by tests, each with its own settings and data directory.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import dagster as dg
+
+from quant_assets.defs.assets import build_assets
+from quant_assets.defs.io_manager import WarehouseIOManager
+from quant_assets.defs.resources import WAREHOUSE_SCHEMA, WarehouseResource, warehouse_path
+from quant_assets.defs.sensors import universe_sync_sensor
+from quant_assets.settings import Settings, data_home, load_settings
+
+
+def build_definitions(settings: Settings | None = None, home: Path | None = None) -> dg.Definitions:
+    """Definitions for ``settings`` (default: the configured directory) storing under ``home``."""
+    # We use beta APIs knowingly (backfill policies, multi-partition mappings); see
+    # docs/architecture.md. Their warnings would drown every CLI run.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    settings = settings or load_settings()
+    home = home or data_home()
+    database = str(warehouse_path(home))
+    return dg.Definitions(
+        assets=build_assets(settings),
+        sensors=[universe_sync_sensor],
+        resources={
+            "warehouse_io_manager": WarehouseIOManager(database=database, schema=WAREHOUSE_SCHEMA),
+            "warehouse": WarehouseResource(database=database),
+        },
+        # One process: on 2 cores a step subprocess costs seconds of imports (dagster, polars,
+        # GX) and the steps are sequential anyway (bars -> features -> signals), and DuckDB
+        # allows a single writing process. See docs/architecture.md.
+        executor=dg.in_process_executor,
+    )

@@ -1,0 +1,260 @@
+"""Run the asset graph through Dagster on a persistent instance: the engine behind the CLI.
+
+A request (assets, date range, tickers) becomes as few runs as Dagster allows: one run for
+the date-partitioned benchmark (covering the features' look-back too) and one run per
+contiguous block of tickers for the date × ticker assets, each over the whole date range
+via the ``dagster/asset_partition_range_*`` tags (a single-run backfill).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.instance.ref import InstanceRef
+
+from quant_assets.defs.factory import build_definitions
+from quant_assets.defs.partitions import TICKER_PARTITIONS, window_start_of
+from quant_assets.defs.sensors import universe_partition_requests
+from quant_assets.errors import QuantAssetsError
+from quant_assets.features.build import lookback_periods
+from quant_assets.settings import Settings
+from quant_assets.tickers import validate_tickers
+
+PIPELINE_ASSETS: tuple[str, ...] = ("bars", "benchmark_bars", "features", "signals")
+
+_INSTANCE_YAML = """\
+# Written by quant-assets: the Dagster instance of this data directory.
+storage:
+  sqlite:
+    base_dir: {storage}
+local_artifact_storage:
+  module: dagster._core.storage.root
+  class: LocalArtifactStorage
+  config:
+    base_dir: {artifacts}
+telemetry:
+  enabled: false
+"""
+
+
+class RunFailedError(QuantAssetsError):
+    """A Dagster run failed; the message carries the failing step's error or check."""
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One Dagster run: which assets, which partition key range."""
+
+    assets: tuple[str, ...]
+    range_start: str
+    range_end: str
+    partitions: int
+    label: str
+
+
+@dataclass
+class RunOutcome:
+    plan: RunPlan
+    run_id: str
+    success: bool
+    seconds: float
+    error: str | None = None
+    check_failures: list[str] = field(default_factory=list)
+
+
+def dagster_home(home: Path) -> Path:
+    """The Dagster instance directory of a data directory (created with its dagster.yaml)."""
+    path = home / "dagster"
+    path.mkdir(parents=True, exist_ok=True)
+    config = path / "dagster.yaml"
+    if not config.exists():
+        config.write_text(_INSTANCE_YAML.format(storage=path / "storage", artifacts=path))
+    return path
+
+
+def open_instance(home: Path) -> dg.DagsterInstance:
+    """The persistent Dagster instance under ``home`` (SQLite storage)."""
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home(home))))
+
+
+def sync_ticker_partitions(instance: dg.DagsterInstance, tickers: Sequence[str]) -> None:
+    """Make the dynamic ticker partitions equal ``tickers`` (universe.yaml), in that order."""
+    name = TICKER_PARTITIONS.name or "ticker"
+    existing = list(instance.get_dynamic_partitions(name))
+    for request in universe_partition_requests(list(tickers), existing):
+        if isinstance(request, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(name, list(request.partition_keys))
+        else:
+            for key in request.partition_keys:
+                instance.delete_dynamic_partition(name, key)
+
+
+def selection_closure(defs: dg.Definitions, select: Sequence[str]) -> list[str]:
+    """The selected assets and everything upstream of them (like ``*signals``)."""
+    graph = defs.resolve_asset_graph()
+    known = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    unknown = [s for s in select if s not in known]
+    if unknown:
+        raise QuantAssetsError(
+            f"unknown asset(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    selection = dg.AssetSelection.assets(*select).upstream()
+    keys = selection.resolve(graph)
+    return sorted(k.to_user_string() for k in keys)
+
+
+def plan_runs(
+    settings: Settings,
+    defs: dg.Definitions,
+    select: Sequence[str],
+    start: date | None,
+    end: date | None,
+    tickers: Sequence[str] | None,
+) -> list[RunPlan]:
+    """The runs that materialise ``select`` (+ upstream) over ``[start, end]`` for ``tickers``."""
+    universe = settings.universe
+    grain = universe.partition_grain
+    assets = selection_closure(defs, select)
+    graph = defs.resolve_asset_graph()
+    date_def = graph.get(dg.AssetKey("benchmark_bars")).partitions_def
+    assert isinstance(date_def, dg.TimeWindowPartitionsDefinition)
+    first_key = date_def.get_first_partition_key()
+    last_key = date_def.get_last_partition_key()
+    if first_key is None or last_key is None:
+        raise QuantAssetsError("the date partitions are empty: check universe.yaml start/end")
+    first_window = date.fromisoformat(first_key)
+    last_window = date.fromisoformat(last_key)
+    start_window = max(window_start_of(start or universe.start, grain), first_window)
+    end_window = min(window_start_of(end or last_window, grain), last_window)
+    if start_window > end_window:
+        raise QuantAssetsError(
+            f"empty date range: {start_window} .. {end_window} (partitions cover "
+            f"{first_window} .. {last_window})"
+        )
+    keys = date_def.get_partition_keys()
+    chosen = [k for k in keys if start_window.isoformat() <= k <= end_window.isoformat()]
+    plans: list[RunPlan] = []
+    if "benchmark_bars" in assets:
+        # The benchmark also covers the look-back windows features read before the range.
+        lookback = lookback_periods(settings.features, grain) if "features" in assets else 0
+        index = keys.index(chosen[0])
+        bench_keys = keys[max(0, index - lookback) : keys.index(chosen[-1]) + 1]
+        plans.append(
+            RunPlan(
+                ("benchmark_bars",),
+                bench_keys[0],
+                bench_keys[-1],
+                len(bench_keys),
+                f"benchmark_bars {bench_keys[0]}..{bench_keys[-1]}",
+            )
+        )
+    multi = tuple(a for a in assets if a != "benchmark_bars")
+    if multi:
+        universe_order = list(universe.tickers)
+        wanted = validate_tickers(list(tickers)) if tickers else universe_order
+        outside = [t for t in wanted if t not in universe_order]
+        if outside:
+            raise QuantAssetsError(
+                f"ticker(s) {', '.join(outside)} not in universe.yaml; add them there first"
+            )
+        positions = sorted(universe_order.index(t) for t in wanted)
+        blocks: list[list[int]] = []
+        for pos in positions:  # contiguous blocks in partition order: one run each
+            if blocks and pos == blocks[-1][-1] + 1:
+                blocks[-1].append(pos)
+            else:
+                blocks.append([pos])
+        for block in blocks:
+            first_ticker, last_ticker = universe_order[block[0]], universe_order[block[-1]]
+            plans.append(
+                RunPlan(
+                    multi,
+                    f"{chosen[0]}|{first_ticker}",
+                    f"{chosen[-1]}|{last_ticker}",
+                    len(chosen) * len(block),
+                    f"{', '.join(multi)} {chosen[0]}..{chosen[-1]} × "
+                    f"{first_ticker}..{last_ticker} ({len(block)} ticker(s))",
+                )
+            )
+    return plans
+
+
+def _failure_text(result: dg.ExecuteInProcessResult) -> tuple[str | None, list[str]]:
+    checks = []
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            data = event.event_specific_data
+            if data is not None and not data.passed:
+                checks.append(f"{data.asset_key.to_user_string()}:{data.check_name}")
+    messages = []
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        if data.user_failure_data is not None and data.user_failure_data.description:
+            messages.append(f"{event.step_key}: {data.user_failure_data.description}")
+        elif data.error is not None:
+            cause = data.error.cause
+            detail = cause.message if cause is not None else data.error.message
+            messages.append(f"{event.step_key}: {detail.strip()}")
+    return ("\n".join(messages) or None), checks
+
+
+def execute_plan(defs: dg.Definitions, instance: dg.DagsterInstance, plan: RunPlan) -> RunOutcome:
+    """Run one plan in-process on ``instance``; never raises for a failed run."""
+    job = defs.resolve_implicit_global_asset_job_def()
+    started = time.perf_counter()
+    result = job.execute_in_process(
+        instance=instance,
+        asset_selection=[dg.AssetKey(a) for a in plan.assets],
+        tags={
+            "dagster/asset_partition_range_start": plan.range_start,
+            "dagster/asset_partition_range_end": plan.range_end,
+            "quant_assets/launched_by": "cli",
+        },
+        raise_on_error=False,
+    )
+    error, checks = _failure_text(result)
+    return RunOutcome(
+        plan=plan,
+        run_id=result.run_id,
+        success=result.success,
+        seconds=time.perf_counter() - started,
+        error=error,
+        check_failures=checks,
+    )
+
+
+def materialize(
+    settings: Settings,
+    home: Path,
+    select: Sequence[str] = PIPELINE_ASSETS,
+    start: date | None = None,
+    end: date | None = None,
+    tickers: Sequence[str] | None = None,
+    on_run: Callable[[RunPlan, RunOutcome | None], None] | None = None,
+    instance: dg.DagsterInstance | None = None,
+) -> list[RunOutcome]:
+    """Materialise ``select`` and its upstream over a range; stop at the first failed run."""
+    defs = build_definitions(settings, home)
+    own_instance = instance is None
+    instance = instance or open_instance(home)
+    try:
+        sync_ticker_partitions(instance, settings.universe.tickers)
+        outcomes: list[RunOutcome] = []
+        for plan in plan_runs(settings, defs, select, start, end, tickers):
+            if on_run:
+                on_run(plan, None)
+            outcome = execute_plan(defs, instance, plan)
+            outcomes.append(outcome)
+            if on_run:
+                on_run(plan, outcome)
+            if not outcome.success:
+                break
+        return outcomes
+    finally:
+        if own_instance:
+            instance.dispose()
