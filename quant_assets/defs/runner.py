@@ -216,6 +216,8 @@ def execute_plan(defs: dg.Definitions, instance: dg.DagsterInstance, plan: RunPl
             "quant_assets/launched_by": "cli",
         },
         raise_on_error=False,
+        # Events still go to the instance (and the UI); the terminal shows our progress only.
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
     error, checks = _failure_text(result)
     return RunOutcome(

@@ -1,0 +1,50 @@
+# quant_assets — the two commands: `make demo` and `make test`. Each sets itself up.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export QUANT_ASSETS_HOME ?= $(CURDIR)/data
+export UV_PYTHON := $(PYTHON)
+# Compile bytecode at install: a machine with PYTHONDONTWRITEBYTECODE would otherwise
+# recompile Great Expectations (~8 s) on every import.
+export UV_COMPILE_BYTECODE := 1
+
+.PHONY: install demo test lint typecheck ui bench clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==0.13.9"
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --extra dev
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv from uv.lock
+
+demo: install ## materialise bars -> features -> signals for the default universe (bundled data)
+	$(BIN)/quant-assets materialize --select all
+	$(BIN)/quant-assets inspect-signals AAPL --limit 5
+	$(BIN)/quant-assets status
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+test: install lint typecheck ## ruff, mypy and the whole pytest suite
+	$(BIN)/pytest -q -p no:cacheprovider
+
+ui: install ## the Dagster UI on http://127.0.0.1:3000 over the demo's instance
+	DAGSTER_HOME=$(QUANT_ASSETS_HOME)/dagster $(BIN)/quant-assets status >/dev/null
+	DAGSTER_HOME=$(QUANT_ASSETS_HOME)/dagster $(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+bench: install ## performance benchmarks (prints ratios; not part of the tests)
+	$(BIN)/python benchmarks/bench_pipeline.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS) data

@@ -1,0 +1,240 @@
+"""``quant-assets``: run the asset graph, export tables, inspect signals, show status."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from quant_assets.errors import QuantAssetsError
+from quant_assets.settings import CONFIG_ENV, Settings, data_home, load_settings
+from quant_assets.tickers import validate_tickers
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="quant_assets: a quant research pipeline as a Dagster asset graph.",
+)
+console = Console(stderr=False)
+errors = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="Config directory (default: $QUANT_ASSETS_CONFIG or configs/)."),
+]
+StartOption = Annotated[str | None, typer.Option("--start", help="First date, YYYY-MM-DD.")]
+EndOption = Annotated[str | None, typer.Option("--end", help="Last date, YYYY-MM-DD.")]
+TickersOption = Annotated[
+    str | None, typer.Option("--tickers", help="Comma-separated tickers (default: the universe).")
+]
+
+
+def _settings(config: Path | None) -> Settings:
+    if config is not None:
+        os.environ[CONFIG_ENV] = str(config.resolve())  # the code location sees the same config
+    return load_settings(config)
+
+
+def _date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise QuantAssetsError(f"{option}: {value!r} is not a date (expected YYYY-MM-DD)") from None
+
+
+def _tickers(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return validate_tickers([t.strip() for t in value.split(",") if t.strip()])
+
+
+def _fail(exc: Exception) -> None:
+    errors.print(f"[bold red]error:[/] {exc}", highlight=False)
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def materialize(
+    config: ConfigOption = None,
+    select: Annotated[
+        str, typer.Option("--select", help="Comma-separated assets, or 'all'. Upstream included.")
+    ] = "all",
+    start: StartOption = None,
+    end: EndOption = None,
+    tickers: TickersOption = None,
+) -> None:
+    """Materialise assets (and everything upstream) through Dagster for a date range."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from quant_assets.defs.runner import PIPELINE_ASSETS, RunOutcome, RunPlan, materialize
+
+    try:
+        settings = _settings(config)
+        chosen = (
+            list(PIPELINE_ASSETS)
+            if select.strip() == "all"
+            else [s.strip() for s in select.split(",") if s.strip()]
+        )
+        home = data_home()
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} runs"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as progress:
+            task = progress.add_task("planning", total=None)
+
+            def on_run(plan: RunPlan, outcome: RunOutcome | None) -> None:
+                if outcome is None:
+                    progress.update(task, description=f"running {plan.label}")
+                    return
+                mark = "[green]ok[/]" if outcome.success else "[red]FAILED[/]"
+                progress.console.print(
+                    f"{mark} {plan.label}: {plan.partitions} partitions in "
+                    f"{outcome.seconds:.1f}s (run {outcome.run_id[:8]})"
+                )
+                progress.advance(task)
+
+            from quant_assets.defs.factory import build_definitions
+            from quant_assets.defs.runner import plan_runs
+
+            plans = plan_runs(
+                settings,
+                build_definitions(settings, home),
+                chosen,
+                _date(start, "--start"),
+                _date(end, "--end"),
+                _tickers(tickers),
+            )
+            progress.update(task, total=len(plans), description="materialising")
+            outcomes = materialize(
+                settings,
+                home,
+                chosen,
+                _date(start, "--start"),
+                _date(end, "--end"),
+                _tickers(tickers),
+                on_run=on_run,
+            )
+    except QuantAssetsError as exc:
+        _fail(exc)
+        return
+    failed = [o for o in outcomes if not o.success]
+    if failed:
+        outcome = failed[0]
+        errors.print(f"[bold red]run {outcome.run_id} failed[/] ({outcome.plan.label})")
+        if outcome.check_failures:
+            errors.print("failed checks: " + ", ".join(outcome.check_failures))
+        errors.print(outcome.error or "see the run in the Dagster UI", highlight=False)
+        raise typer.Exit(code=1)
+    console.print(f"[green]done[/]: {len(outcomes)} run(s); data in {home}")
+
+
+@app.command()
+def export(
+    asset: Annotated[str, typer.Argument(help="bars, benchmark_bars, features or signals")],
+    out: Annotated[Path, typer.Option("--out", help="Output Parquet file.")],
+    start: StartOption = None,
+    end: EndOption = None,
+    tickers: TickersOption = None,
+) -> None:
+    """Export a table (optionally a date range and tickers) to Parquet."""
+    from quant_assets.store import read_table
+
+    try:
+        frame = read_table(
+            data_home(),
+            asset,
+            start=_date(start, "--start"),
+            end=_date(end, "--end"),
+            tickers=_tickers(tickers),
+        )
+    except QuantAssetsError as exc:
+        _fail(exc)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_parquet(out)
+    console.print(f"wrote {frame.height} rows × {frame.width} columns to {out}")
+
+
+@app.command("inspect-signals")
+def inspect_signals(
+    ticker: Annotated[str, typer.Argument(help="Ticker symbol, e.g. AAPL")],
+    start: StartOption = None,
+    end: EndOption = None,
+    limit: Annotated[int, typer.Option("--limit", help="Most recent rows to show.")] = 20,
+) -> None:
+    """Show a ticker's signals (and the close) as a readable table."""
+    from quant_assets.store import read_table
+
+    try:
+        (symbol,) = validate_tickers([ticker])
+        kwargs = dict(start=_date(start, "--start"), end=_date(end, "--end"), tickers=[symbol])
+        signals = read_table(data_home(), "signals", **kwargs)
+        bars = read_table(data_home(), "bars", **kwargs).select("date", "ticker", "close")
+    except QuantAssetsError as exc:
+        _fail(exc)
+        return
+    frame = signals.join(bars, on=["date", "ticker"], how="left").sort("date").tail(limit)
+    if frame.is_empty():
+        _fail(QuantAssetsError(f"no signals stored for {symbol} in that range"))
+    table = Table(title=f"signals for {symbol} ({frame.height} most recent rows)")
+    columns = ["date", "close", "trend_alpha", "mean_rev_alpha", "vol_alpha", "rel_strength_alpha"]
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in frame.select(columns).iter_rows():
+        day, close, *alphas = row
+        table.add_row(
+            str(day),
+            "—" if close is None else f"{close:,.2f}",
+            *("—" if v is None else f"{v:+.3f}" for v in alphas),
+        )
+    console.print(table)
+
+
+@app.command()
+def status(config: ConfigOption = None) -> None:
+    """Where results are: data directory, table row counts, how to open the UI."""
+    from quant_assets.store import table_summary
+
+    try:
+        settings = _settings(config)
+    except QuantAssetsError as exc:
+        _fail(exc)
+        return
+    home = data_home()
+    table = Table(title=f"tables in {home / 'warehouse.duckdb'}")
+    for column in ("table", "rows", "tickers", "first date", "last date"):
+        table.add_column(column)
+    for row in table_summary(home):
+        table.add_row(*(str(v) for v in row))
+    console.print(f"config directory: {settings.config_dir}")
+    console.print(f"data directory:   {home}")
+    console.print(table)
+    console.print(
+        "Dagster UI:  make ui   (or: DAGSTER_HOME="
+        f"{home / 'dagster'} dagster dev -h 127.0.0.1 -p 3000) → http://127.0.0.1:3000"
+    )
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    try:
+        app()
+    except QuantAssetsError as exc:
+        errors.print(f"[bold red]error:[/] {exc}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,85 @@
+"""Read the stored tables (DuckDB) for the CLI and notebooks, outside Dagster runs."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from quant_assets.errors import QuantAssetsError
+from quant_assets.tickers import validate_ticker
+
+TABLES: tuple[str, ...] = ("bars", "benchmark_bars", "features", "signals")
+SCHEMA = "market"
+DATABASE_FILE = "warehouse.duckdb"
+
+
+def database_path(home: Path) -> Path:
+    return home / DATABASE_FILE
+
+
+def _connect(home: Path) -> duckdb.DuckDBPyConnection:
+    path = database_path(home)
+    if not path.exists():
+        raise QuantAssetsError(f"no data yet: {path} does not exist (run `make demo`)")
+    return duckdb.connect(str(path), read_only=True)
+
+
+def _exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+    rows = conn.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [SCHEMA, table],
+    ).fetchall()
+    return bool(rows[0][0])
+
+
+def read_table(
+    home: Path,
+    table: str,
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    tickers: list[str] | None = None,
+) -> pl.DataFrame:
+    """Rows of ``table`` with ``start <= date <= end`` (inclusive) for ``tickers``."""
+    if table not in TABLES:
+        raise QuantAssetsError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+    where, params = [], []
+    if start is not None:
+        where.append("date >= ?")
+        params.append(start)
+    if end is not None:
+        where.append("date < ?")
+        params.append(end + timedelta(days=1))
+    if tickers:
+        where.append("list_contains(?, ticker)")
+        params.append([validate_ticker(t) for t in tickers])
+    sql = f"select * from {SCHEMA}.{table}"
+    if where:
+        sql += " where " + " and ".join(where)
+    with _connect(home) as conn:
+        if not _exists(conn, table):
+            raise QuantAssetsError(f"table {table} has not been materialised yet")
+        return conn.execute(sql + " order by ticker, date", params).pl()
+
+
+def table_summary(home: Path) -> list[tuple]:
+    """(table, rows, tickers, first date, last date) for every stored table."""
+    out = []
+    try:
+        conn = _connect(home)
+    except QuantAssetsError:
+        return [(t, 0, 0, "-", "-") for t in TABLES]
+    with conn:
+        for table in TABLES:
+            if not _exists(conn, table):
+                out.append((table, 0, 0, "-", "-"))
+                continue
+            rows, tickers, first, last = conn.execute(
+                f"select count(*), count(distinct ticker), min(date), max(date) "
+                f"from {SCHEMA}.{table}"
+            ).fetchall()[0]
+            out.append((table, rows, tickers, first, last))
+    return out
