@@ -11,6 +11,8 @@ export UV_PYTHON := $(PYTHON)
 # Compile bytecode at install: a machine with PYTHONDONTWRITEBYTECODE would otherwise
 # recompile Great Expectations (~8 s) on every import.
 export UV_COMPILE_BYTECODE := 1
+# One planned event per asset for range runs (see quant_assets/defs/runner.py).
+export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS := true
 
 .PHONY: install demo test lint typecheck ui bench clean
 

@@ -8,6 +8,7 @@ via the ``dagster/asset_partition_range_*`` tags (a single-run backfill).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,11 @@ from quant_assets.errors import QuantAssetsError
 from quant_assets.features.build import lookback_periods
 from quant_assets.settings import Settings
 from quant_assets.tickers import validate_tickers
+
+# One "materialization planned" event per asset for a range run instead of one per partition
+# (Dagster's own switch; measured: halves the bookkeeping of a backfill). The price, per
+# Dagster: partitions of a failed range run are not marked failed, only not materialised.
+os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
 
 PIPELINE_ASSETS: tuple[str, ...] = ("bars", "benchmark_bars", "features", "signals")
 

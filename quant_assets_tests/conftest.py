@@ -1,0 +1,74 @@
+"""Shared fixtures: a throw-away project (config dir + files-provider folder + data dir)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from quant_assets.providers.synthetic import SyntheticProvider
+
+
+@dataclass
+class Project:
+    """A temporary config directory whose files provider reads ``drop``, storing in ``home``."""
+
+    config_dir: Path
+    drop: Path
+    home: Path
+    tickers: list[str]
+    benchmark: str
+
+    def bars(self, ticker: str) -> pl.DataFrame:
+        return pl.read_csv(self.drop / f"{ticker}.csv", try_parse_dates=True)
+
+    def write(self, ticker: str, frame: pl.DataFrame) -> None:
+        frame.write_csv(self.drop / f"{ticker}.csv")
+
+
+def write_project(
+    root: Path,
+    tickers: list[str],
+    start: date,
+    end: date,
+    *,
+    benchmark: str = "IDX",
+    grain: str = "month",
+    history_start: date | None = None,
+) -> Project:
+    """Configs + one CSV per ticker (synthetic, seeded) for a files-provider project."""
+    config_dir, drop, home = root / "configs", root / "drop", root / "data"
+    for folder in (config_dir, drop, home):
+        folder.mkdir(parents=True, exist_ok=True)
+    universe = {
+        "tickers": tickers,
+        "benchmark": benchmark,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "calendar": "XNYS",
+        "partition_grain": grain,
+    }
+    (config_dir / "universe.yaml").write_text(yaml.safe_dump(universe))
+    (config_dir / "providers.yaml").write_text(
+        yaml.safe_dump({"provider": "files", "files": {"path": str(drop)}})
+    )
+    provider = SyntheticProvider(seed=11, benchmark=benchmark, origin=date(2015, 1, 2), end=end)
+    bars = provider.fetch_bars([*tickers, benchmark], history_start or start, end)
+    for (ticker,), frame in bars.group_by("ticker"):
+        frame.drop("ticker").write_csv(drop / f"{ticker}.csv")
+    return Project(config_dir, drop, home, list(tickers), benchmark)
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> Callable[..., Project]:
+    counter = iter(range(100))
+
+    def make(*args, **kwargs) -> Project:
+        return write_project(tmp_path / f"project{next(counter)}", *args, **kwargs)
+
+    return make
