@@ -34,16 +34,28 @@ class IngestedBars:
         return self.row_report.success and self.partition_report.success
 
 
-def raw_hashes(raw: pl.DataFrame, grain: str) -> pl.DataFrame:
-    """sha256 of each (ticker, window)'s raw rows, serialised as sorted CSV."""
-    rows = []
-    windowed = raw.select(BAR_COLUMNS).with_columns(bar_quality.window_start(grain))
-    for (ticker, window), group in windowed.group_by("ticker", "window", maintain_order=True):
-        payload = group.drop("window").sort("date").write_csv().encode()
-        rows.append((ticker, window, hashlib.sha256(payload).hexdigest()))
-    return pl.DataFrame(
-        rows, schema={"ticker": pl.Utf8, "window": pl.Date, "raw_hash": pl.Utf8}, orient="row"
+def row_hashes(raw: pl.DataFrame) -> pl.Series:
+    """sha256 of each raw provider row (date, ticker, OHLCV as text), in row order.
+
+    Per row, not per partition: a partition-wide hash of the current month would make a row
+    at date D depend on bars after D.
+    """
+    text = raw.select(
+        pl.concat_str(
+            [pl.col(c).cast(pl.Utf8).fill_null("") for c in BAR_COLUMNS], separator=","
+        ).alias("row")
+    )["row"]
+    return pl.Series(
+        "raw_hash", [hashlib.sha256(row.encode()).hexdigest() for row in text], dtype=pl.Utf8
     )
+
+
+def range_hash(frame: pl.DataFrame) -> str:
+    """One sha256 over the sorted row hashes of a stored range (for run metadata)."""
+    digest = hashlib.sha256()
+    for value in frame.sort("ticker", "date")["raw_hash"]:
+        digest.update(value.encode())
+    return digest.hexdigest()
 
 
 def ingest_bars(
@@ -60,7 +72,9 @@ def ingest_bars(
     """Validate, flag, score and stamp ``raw`` bars, keeping rows in ``[start, end)``.
 
     ``raw`` may include rows before ``start`` (so the first row's return can be computed);
-    they are used for flags only and not returned.
+    they are used for flags only and not returned. Every stored column of a row depends only
+    on that row and earlier ones; partition-wide results (quality scores) are returned in
+    ``partitions`` for metadata, not stored per row.
     """
     flagged = bar_quality.with_return_flags(raw.select(BAR_COLUMNS), quality.return_spike_threshold)
     in_range = flagged.filter((pl.col("date") >= start) & (pl.col("date") < end))
@@ -70,11 +84,8 @@ def ingest_bars(
     )
     partition_report = bar_quality.validate_partitions(partitions, quality.min_quality_score)
     spike_report = bar_quality.validate_spikes(in_range, quality.return_spike_threshold)
-    hashes = raw_hashes(raw.filter((pl.col("date") >= start) & (pl.col("date") < end)), grain)
     stored = (
-        in_range.with_columns(bar_quality.window_start(grain))
-        .join(partitions.select("ticker", "window", "quality_score"), on=["ticker", "window"])
-        .join(hashes, on=["ticker", "window"], how="left")
+        in_range.with_columns(row_hashes(in_range))
         .with_columns(
             pl.lit(provider).alias("provider"),
             pl.lit(ingested_at).cast(pl.Datetime("us", "UTC")).alias("ingested_at"),

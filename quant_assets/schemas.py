@@ -32,10 +32,9 @@ BARS = (
     Column("close", pl.Float64(), "split/dividend-adjusted close"),
     Column("volume", pl.Float64(), "shares traded; null when the provider has none"),
     Column("is_return_spike", pl.Boolean(), "|close-to-close return| above the spike threshold"),
-    Column("quality_score", pl.Float64(), "seed 003 §4.2 quality score of the row's partition"),
     Column("provider", pl.Utf8(), "provider that delivered the bar"),
     Column("ingested_at", pl.Datetime("us", "UTC"), "when the partition was ingested (UTC)"),
-    Column("raw_hash", pl.Utf8(), "sha256 of the partition's raw provider rows"),
+    Column("raw_hash", pl.Utf8(), "sha256 of the raw provider row (date, ticker, OHLCV)"),
 )
 
 

@@ -8,7 +8,7 @@ from quant_assets.errors import InvalidTickerError
 
 # Upper-case letters and digits, optionally one class/venue suffix after '.' or '-'
 # (BRK.B, RDS-A). 1 to 12 characters. Nothing that could be a path or SQL fragment.
-TICKER_PATTERN = re.compile(r"^[A-Z0-9]{1,8}([.\-][A-Z0-9]{1,3})?$")
+TICKER_PATTERN = re.compile(r"^[A-Z0-9]{1,8}(?:[.\-][A-Z0-9]{1,3})?$")
 
 
 def validate_ticker(symbol: object) -> str:

@@ -23,7 +23,7 @@ from quant_assets.defs.partitions import (
 )
 from quant_assets.defs.resources import WarehouseResource
 from quant_assets.features.build import build_features, feature_columns, lookback_periods
-from quant_assets.ingest import IngestedBars, ingest_bars
+from quant_assets.ingest import IngestedBars, ingest_bars, range_hash
 from quant_assets.providers.base import available_columns
 from quant_assets.providers.registry import build_provider
 from quant_assets.quality.derived import validate_features, validate_signals
@@ -147,6 +147,7 @@ def build_assets(settings: Settings) -> list:
             ingested.frame,
             metadata={
                 "rows": ingested.frame.height,
+                "raw_hash": range_hash(ingested.frame) if ingested.frame.height else "-",
                 "first_date": str(ingested.frame["date"].min()),
                 "last_date": str(ingested.frame["date"].max()),
                 **_quality_metadata(ingested),
@@ -192,8 +193,9 @@ def build_assets(settings: Settings) -> list:
         """Clean, adjusted daily OHLCV per ticker from the configured provider.
 
         One row per (ticker, exchange session) with provider, ingestion time, a sha256 of the
-        raw provider rows of each partition, a return-spike flag and the partition's quality
-        score. Validated before it is written: a failing partition range writes nothing.
+        raw provider row and a return-spike flag. Each partition's quality score (seed 003
+        §4.2) is in the materialisation and check metadata. Validated before it is written:
+        a failing partition range writes nothing.
         """
         rect = rectangle_from_keys(context.partition_keys, per_ticker)
         ingested = ingest(context, list(rect.tickers), rect.start, rect.end)
