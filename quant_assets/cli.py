@@ -22,7 +22,7 @@ app = typer.Typer(
     help="quant_assets: a quant research pipeline as a Dagster asset graph.",
 )
 console = Console(stderr=False)
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # never break a file path in an error
 
 ConfigOption = Annotated[
     Path | None,
@@ -53,7 +53,10 @@ def _date(value: str | None, option: str) -> date | None:
 def _tickers(value: str | None) -> list[str] | None:
     if value is None:
         return None
-    return validate_tickers([t.strip() for t in value.split(",") if t.strip()])
+    symbols = [t.strip() for t in value.split(",")]
+    if not any(symbols):
+        raise QuantAssetsError("--tickers: no ticker given")
+    return validate_tickers(symbols)
 
 
 def _fail(exc: Exception) -> None:
@@ -145,6 +148,7 @@ def materialize(
 def export(
     asset: Annotated[str, typer.Argument(help="bars, benchmark_bars, features or signals")],
     out: Annotated[Path, typer.Option("--out", help="Output Parquet file.")],
+    config: ConfigOption = None,
     start: StartOption = None,
     end: EndOption = None,
     tickers: TickersOption = None,
@@ -153,6 +157,7 @@ def export(
     from quant_assets.store import read_table
 
     try:
+        _settings(config)
         frame = read_table(
             data_home(),
             asset,
@@ -171,6 +176,7 @@ def export(
 @app.command("inspect-signals")
 def inspect_signals(
     ticker: Annotated[str, typer.Argument(help="Ticker symbol, e.g. AAPL")],
+    config: ConfigOption = None,
     start: StartOption = None,
     end: EndOption = None,
     limit: Annotated[int, typer.Option("--limit", help="Most recent rows to show.")] = 20,
@@ -179,6 +185,7 @@ def inspect_signals(
     from quant_assets.store import read_table
 
     try:
+        _settings(config)
         (symbol,) = validate_tickers([ticker])
         kwargs = dict(start=_date(start, "--start"), end=_date(end, "--end"), tickers=[symbol])
         signals = read_table(data_home(), "signals", **kwargs)

@@ -16,6 +16,7 @@ Built on dagster-duckdb's ``DbIOManager``, with three changes, each for a measur
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -124,6 +125,7 @@ class RectangleDbIOManager(DbIOManager):
         self._check_supported_type(type(obj))
         table_slice = self._get_table_slice(context, context)
         handler = self._resolve_handler(type(obj))
+        started = time.perf_counter()
         with self._db_client.connect(context, table_slice) as conn:
             _run(conn, f"create schema if not exists {table_slice.schema}")
             conn.begin()
@@ -139,6 +141,7 @@ class RectangleDbIOManager(DbIOManager):
                 **(metadata or {}),
                 "query": self._db_client.get_select_statement(table_slice),
                 "dagster/table_name": self._db_client.get_table_name(table_slice),
+                "duckdb_write_seconds": round(time.perf_counter() - started, 4),
             }
         )
 

@@ -1,0 +1,116 @@
+"""The CLI as a user meets it: bad input is refused loudly and writes nothing downstream."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from quant_assets.cli import app
+
+BAD_TICKER = "BBB"
+BAD_DAY = date(2020, 2, 12)
+
+
+def corrupt(project, how: str) -> None:
+    frame = project.bars(BAD_TICKER)
+    day = pl.col("date") == BAD_DAY
+    if how == "negative_price":
+        frame = frame.with_columns(
+            pl.when(day).then(-pl.col("close")).otherwise(pl.col("close")).alias("close")
+        )
+    elif how == "duplicate_date":
+        frame = pl.concat([frame, frame.filter(day)]).sort("date")
+    elif how == "nan_close":
+        frame = frame.with_columns(
+            pl.when(day).then(float("nan")).otherwise(pl.col("close")).alias("close")
+        )
+    elif how == "missing_close_column":
+        frame = frame.drop("close")
+    elif how == "unparsable_date":
+        frame = frame.with_columns(
+            pl.when(day)
+            .then(pl.lit("2020-02-31"))
+            .otherwise(pl.col("date").cast(pl.Utf8))
+            .alias("date")
+        )
+    project.write(BAD_TICKER, frame)
+
+
+@pytest.fixture
+def cli(monkeypatch):
+    def invoke(project, *args: str):
+        monkeypatch.setenv("QUANT_ASSETS_HOME", str(project.home))
+        return CliRunner().invoke(app, [*args[:1], "--config", str(project.config_dir), *args[1:]])
+
+    return invoke
+
+
+@pytest.mark.parametrize(
+    ("how", "expected"),
+    [
+        ("negative_price", ["BBB", "2020-02-12", "expect_column_values_to_be_between", "close"]),
+        ("duplicate_date", ["BBB", "2020-02-12", "compound_columns_to_be_unique"]),
+        ("nan_close", ["BBB", "2020-02-12", "not_be_null", "close"]),
+        ("missing_close_column", ["BBB.csv", "close", "missing required column"]),
+        ("unparsable_date", ["BBB.csv", "2020-02-31", "unparsable date"]),
+    ],
+)
+def test_bad_input_fails_naming_ticker_date_and_rule_and_writes_nothing_downstream(
+    make_project, cli, how, expected
+):
+    project = make_project(["AAA", "BBB", "CCC"], date(2020, 1, 1), date(2020, 3, 31))
+    corrupt(project, how)
+    result = cli(project, "materialize")
+    assert result.exit_code != 0
+    for text in expected:
+        assert text in result.output, (text, result.output)
+    database = project.home / "warehouse.duckdb"
+    with duckdb.connect(str(database), read_only=True) as conn:
+        tables = {
+            r[0]
+            for r in conn.execute("select table_name from information_schema.tables").fetchall()
+        }
+        for downstream in ("bars", "features", "signals"):
+            if downstream in tables:
+                rows = conn.execute(
+                    f"select count(*) from market.{downstream} where ticker = ?", [BAD_TICKER]
+                ).fetchall()[0][0]
+                assert rows == 0, f"{downstream} was written for the bad ticker"
+        assert "features" not in tables and "signals" not in tables
+
+
+def test_materialize_export_and_inspect_signals_round_trip(make_project, cli, tmp_path):
+    project = make_project(["AAA", "BBB"], date(2020, 1, 1), date(2020, 2, 29))
+    assert cli(project, "materialize", "--select", "signals").exit_code == 0
+    out = tmp_path / "signals.parquet"
+    result = cli(
+        project, "export", "signals", "--out", str(out), "--tickers", "AAA", "--start", "2020-02-01"
+    )
+    assert result.exit_code == 0, result.output
+    exported = pl.read_parquet(out)
+    assert exported["ticker"].unique().to_list() == ["AAA"]
+    assert exported["date"].min() >= date(2020, 2, 1)
+    shown = cli(project, "inspect-signals", "AAA", "--limit", "3")
+    assert shown.exit_code == 0 and "trend_alpha" in shown.output and "2020-02-28" in shown.output
+    status = cli(project, "status")
+    assert status.exit_code == 0 and "signals" in status.output
+
+
+@pytest.mark.parametrize("ticker", ["AAPL; DROP TABLE bars", "../etc", "", "A" * 100])
+def test_malformed_tickers_are_refused_before_anything_runs(make_project, cli, ticker):
+    project = make_project(["AAA"], date(2020, 1, 1), date(2020, 1, 31))
+    result = cli(project, "materialize", "--tickers", ticker or ",")
+    assert result.exit_code != 0
+    assert not (project.home / "warehouse.duckdb").exists()
+
+
+def test_a_malformed_config_fails_fast_naming_file_and_key(make_project, cli):
+    project = make_project(["AAA"], date(2020, 1, 1), date(2020, 1, 31))
+    (project.config_dir / "universe.yaml").write_text("tickers: [AAA]\nbenchmark: IDX\nstart: x\n")
+    result = cli(project, "materialize")
+    assert result.exit_code != 0
+    assert "universe.yaml" in result.output and "start" in result.output
