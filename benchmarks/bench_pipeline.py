@@ -127,7 +127,7 @@ def _step_split(instance, run_id: str) -> dict[str, float]:
     split = {"load_inputs": 0.0, "compute": 0.0, "duckdb_write": 0.0, "events": 0.0}
     for events in by_step.values():
 
-        def ts(kind: str, default: float, pick=min) -> float:
+        def ts(kind: str, default: float, pick=min, events=events) -> float:
             return pick((r.timestamp for r in events.get(kind, [])), default=default)
 
         start = ts("STEP_START", 0.0)
