@@ -129,13 +129,13 @@ def build_features(
     ret = arr("_ret")
     log_ret = arr("_log_ret")
     volume = arr("volume")
-    out: dict[str, np.ndarray | pl.Expr] = {}
+    out: dict[str, np.ndarray] = {}
 
     # Trend
     for w in s.ma_windows:
         out[f"ma_{w}"] = rolling.rolling_mean(close, position, w)
     for w in s.ma_windows:
-        out[f"dist_ma_{w}"] = close / out[f"ma_{w}"] - 1  # type: ignore[operator]
+        out[f"dist_ma_{w}"] = close / out[f"ma_{w}"] - 1
     close_shifts: dict[int, np.ndarray] = {0: close}
     benchmark_close_shifts: dict[int, np.ndarray] = {0: arr("benchmark_close")}
 

@@ -18,6 +18,7 @@ Quality score per partition (seed 003 §4.2)::
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -97,9 +98,9 @@ def partition_summary(
         .sort("ticker", "window")
     )
     # All sessions of the span once; each partition's expected count is a searchsorted range.
-    sessions = trading_sessions_array(
-        calendar, grouped["first_date"].min(), grouped["last_date"].max()
-    )
+    first_day: date = grouped["first_date"].min()  # type: ignore[assignment]
+    last_day: date = grouped["last_date"].max()  # type: ignore[assignment]
+    sessions = trading_sessions_array(calendar, first_day, last_day)
     first = grouped["first_date"].to_numpy().astype("datetime64[D]")
     last = grouped["last_date"].to_numpy().astype("datetime64[D]")
     expected = np.searchsorted(sessions, last, side="right") - np.searchsorted(sessions, first)
@@ -164,7 +165,7 @@ def bar_row_expectations() -> list[object]:
     """The row-level rules every provider's bars must satisfy."""
     import great_expectations.expectations as gxe  # lazy: importing GX costs ~7 s
 
-    ordered = dict(or_equal=True, ignore_row_if="either_value_is_missing")
+    ordered: dict[str, Any] = dict(or_equal=True, ignore_row_if="either_value_is_missing")
     return [
         gxe.ExpectColumnValuesToNotBeNull(column="ticker"),
         gxe.ExpectColumnValuesToNotBeNull(column="date"),
