@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from quant_assets.errors import ConfigError
 from quant_assets.tickers import validate_ticker
@@ -54,6 +62,15 @@ class UniverseSettings(_Strict):
         if self.end is not None and self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
         return self
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, name: str) -> str:
+        import exchange_calendars as xcals
+
+        if name not in xcals.get_calendar_names(include_aliases=True):
+            raise ValueError(f"unknown exchange calendar {name!r} (see exchange_calendars)")
+        return name
 
 
 class FilesProviderSettings(_Strict):
