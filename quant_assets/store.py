@@ -35,6 +35,39 @@ def _exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
     return bool(rows[0][0])
 
 
+def select_rows(
+    table: str,
+    *,
+    schema: str = SCHEMA,
+    start: date | None = None,
+    end_exclusive: date | None = None,
+    tickers: list[str] | tuple[str, ...] | None = None,
+    columns: list[str] | None = None,
+) -> tuple[str, list]:
+    """SQL and bound parameters selecting ``start <= date < end_exclusive`` for ``tickers``.
+
+    Values are bound as parameters; table, column and ticker names are validated first.
+    """
+    names = [table, schema, *(columns or [])]
+    if not all(name.isidentifier() for name in names):
+        raise QuantAssetsError(f"invalid table or column name in {names!r}")
+    where: list[str] = []
+    params: list = []
+    if start is not None:
+        where.append("date >= ?")
+        params.append(start)
+    if end_exclusive is not None:
+        where.append("date < ?")
+        params.append(end_exclusive)
+    if tickers is not None:
+        where.append("list_contains(?, ticker)")
+        params.append([validate_ticker(t) for t in tickers])
+    sql = f"select {', '.join(columns) if columns else '*'} from {schema}.{table}"
+    if where:
+        sql += " where " + " and ".join(where)
+    return sql + " order by ticker, date", params
+
+
 def read_table(
     home: Path,
     table: str,
@@ -46,23 +79,16 @@ def read_table(
     """Rows of ``table`` with ``start <= date <= end`` (inclusive) for ``tickers``."""
     if table not in TABLES:
         raise QuantAssetsError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
-    where, params = [], []
-    if start is not None:
-        where.append("date >= ?")
-        params.append(start)
-    if end is not None:
-        where.append("date < ?")
-        params.append(end + timedelta(days=1))
-    if tickers:
-        where.append("list_contains(?, ticker)")
-        params.append([validate_ticker(t) for t in tickers])
-    sql = f"select * from {SCHEMA}.{table}"
-    if where:
-        sql += " where " + " and ".join(where)
+    sql, params = select_rows(
+        table,
+        start=start,
+        end_exclusive=end + timedelta(days=1) if end is not None else None,
+        tickers=tickers or None,
+    )
     with _connect(home) as conn:
         if not _exists(conn, table):
             raise QuantAssetsError(f"table {table} has not been materialised yet")
-        return conn.execute(sql + " order by ticker, date", params).pl()
+        return conn.execute(sql, params).pl()
 
 
 def table_summary(home: Path) -> list[tuple]:

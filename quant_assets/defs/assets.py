@@ -98,6 +98,11 @@ def build_assets(settings: Settings) -> list:
     lookback = lookback_periods(settings.features, grain)
     single_run = dg.BackfillPolicy.single_run()
     provider_version = _code_version(settings.providers, settings.quality, universe.calendar)
+    stored = dict(  # what every asset shares: range runs, the DuckDB IO manager
+        backfill_policy=single_run,
+        io_manager_key="warehouse_io_manager",
+        kinds={"duckdb", "polars"},
+    )
 
     def ingest(context: dg.AssetExecutionContext, tickers: list[str], start, end):
         provider = build_provider(settings)
@@ -164,10 +169,8 @@ def build_assets(settings: Settings) -> list:
 
     @dg.asset(
         partitions_def=per_ticker,
-        backfill_policy=single_run,
-        io_manager_key="warehouse_io_manager",
+        **stored,
         group_name="market_data",
-        kinds={"duckdb", "polars"},
         code_version=provider_version,
         metadata={
             "partition_expr": PARTITION_EXPR,
@@ -205,10 +208,8 @@ def build_assets(settings: Settings) -> list:
 
     @dg.asset(
         partitions_def=by_date,
-        backfill_policy=single_run,
-        io_manager_key="warehouse_io_manager",
+        **stored,
         group_name="market_data",
-        kinds={"duckdb", "polars"},
         code_version=_code_version(provider_version, universe.benchmark),
         metadata={
             "partition_expr": "date",
@@ -239,10 +240,8 @@ def build_assets(settings: Settings) -> list:
 
     @dg.asset(
         partitions_def=per_ticker,
-        backfill_policy=single_run,
-        io_manager_key="warehouse_io_manager",
+        **stored,
         group_name="research",
-        kinds={"duckdb", "polars"},
         code_version=_code_version(settings.features),
         ins={"bars": dg.AssetIn(partition_mapping=lookback_mapping(lookback))},
         deps=[
@@ -315,10 +314,8 @@ def build_assets(settings: Settings) -> list:
 
     @dg.asset(
         partitions_def=per_ticker,
-        backfill_policy=single_run,
-        io_manager_key="warehouse_io_manager",
+        **stored,
         group_name="research",
-        kinds={"duckdb", "polars"},
         code_version=_code_version(settings.signals, settings.features),
         metadata={
             "partition_expr": PARTITION_EXPR,

@@ -9,7 +9,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from quant_assets.tickers import validate_ticker
+from quant_assets.store import select_rows
 
 WAREHOUSE_FILE = "warehouse.duckdb"  # not "market.duckdb": DuckDB confuses file and schema names
 WAREHOUSE_SCHEMA = "market"
@@ -44,25 +44,14 @@ class WarehouseResource(dg.ConfigurableResource):
         tickers: list[str] | tuple[str, ...] | None = None,
         columns: list[str] | None = None,
     ) -> pl.DataFrame:
-        """Rows of ``table`` with ``start <= date < end`` and ticker in ``tickers`` (if given).
-
-        Values are bound as parameters; tickers are validated first.
-        """
-        if not table.isidentifier() or (columns and not all(c.isidentifier() for c in columns)):
-            raise ValueError(f"invalid table or column name in {table!r} {columns!r}")
-        where, params = [], []
-        if start is not None:
-            where.append("date >= ?")
-            params.append(start)
-        if end is not None:
-            where.append("date < ?")
-            params.append(end)
-        if tickers is not None:
-            where.append("list_contains(?, ticker)")
-            params.append([validate_ticker(t) for t in tickers])
-        sql = f"select {', '.join(columns) if columns else '*'} from {self.schema_name}.{table}"
-        if where:
-            sql += " where " + " and ".join(where)
-        order = "ticker, date" if table != "benchmark_bars" else "date"
+        """Rows of ``table`` with ``start <= date < end`` and ticker in ``tickers`` (if given)."""
+        sql, params = select_rows(
+            table,
+            schema=self.schema_name,
+            start=start,
+            end_exclusive=end,
+            tickers=tickers,
+            columns=columns,
+        )
         with duckdb.connect(self.database) as conn:
-            return conn.execute(f"{sql} order by {order}", params).pl()
+            return conn.execute(sql, params).pl()
