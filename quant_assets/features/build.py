@@ -24,6 +24,8 @@ INPUT_COLUMNS: tuple[str, ...] = ("date", "ticker", "open", "high", "low", "clos
 # Features that need more than the close (null for close-only tickers).
 NEEDS_HIGH_LOW = ("atr", "range_pct", "money_flow_index")
 NEEDS_VOLUME = ("volume_z", "money_flow_index", "obv_flow")
+# Relative size below which a difference of prices is floating-point residue, not a move.
+FLAT_TOLERANCE = 1e-12
 
 
 def feature_columns(settings: FeatureSettings) -> dict[str, str]:
@@ -161,12 +163,10 @@ def build_features(
     out[f"ret_std_{s.return_std_window}d"] = rolling.rolling_std(ret, position, s.return_std_window)
     close_std_20 = rolling.rolling_std(close, position, 20)
     with np.errstate(divide="ignore", invalid="ignore"):
-        # A flat window (std 0) has close == mean: its z-score is 0, not undefined.
-        out["bollinger_z_20d"] = np.where(
-            close_std_20 == 0,
-            0.0,
-            (close - out["ma_20"]) / close_std_20,  # type: ignore[operator]
-        )
+        # A flat window has close == mean: its z-score is 0, not a ratio of rounding residues
+        # (the mean of 20 equal prices can miss the price by an ulp, leaving std ~1e-15).
+        flat = close_std_20 <= FLAT_TOLERANCE * np.abs(out["ma_20"])
+        out["bollinger_z_20d"] = np.where(flat, 0.0, (close - out["ma_20"]) / close_std_20)
     atr = rolling.rolling_mean(arr("_true_range"), position, s.atr_window)
     out[f"atr_{s.atr_window}d"] = atr
     out[f"atr_pct_{s.atr_window}d"] = atr / close

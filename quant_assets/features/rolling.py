@@ -74,8 +74,8 @@ def rolling_cov(
     left: np.ndarray, right: np.ndarray, position: np.ndarray, window: int
 ) -> np.ndarray:
     """Sample covariance (ddof=1) of two aligned series over the last ``window`` rows."""
-    if left.shape != right.shape:
-        raise ValueError("left and right must have the same shape")
+    if left.ndim != 1 or left.shape != right.shape or position.shape != left.shape:
+        raise ValueError("left, right and position must be 1-D arrays of the same length")
     if window < 2:
         raise ValueError("covariance needs a window of at least 2")
     n = left.shape[0]

@@ -84,6 +84,7 @@ class BundledProvider:
 
     def fetch_bars(self, tickers: Sequence[str], start: date, end: date) -> pl.DataFrame:
         """Return bars for ``tickers`` in ``[start, end]``; unknown symbols raise ProviderError."""
+        tickers = list(dict.fromkeys(tickers))  # a symbol asked for twice comes back once
         for ticker in tickers:
             validate_ticker(ticker)
             if ticker not in BUNDLED_SYMBOLS:

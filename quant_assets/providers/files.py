@@ -43,7 +43,7 @@ class FilesProvider:
 
     def fetch_bars(self, tickers: Sequence[str], start: date, end: date) -> pl.DataFrame:
         """Read, parse and type each ticker's file; return rows in ``[start, end]``."""
-        frames = [read_bar_file(self.path_for(t), t) for t in tickers]
+        frames = [read_bar_file(self.path_for(t), t) for t in dict.fromkeys(tickers)]
         if not frames:
             return empty_bars()
         return (
@@ -94,8 +94,8 @@ def _parse_date(raw: pl.DataFrame, path: Path) -> pl.Series:
 
 def _parse_number(raw: pl.DataFrame, name: str, path: Path) -> pl.Series:
     column = raw[name]
-    if column.dtype.is_numeric():
-        return column.cast(pl.Float64)
+    if column.dtype.is_numeric():  # Parquet: a stored NaN is a missing value, as in a CSV
+        return column.cast(pl.Float64).fill_nan(None)
     text = column.cast(pl.Utf8).str.strip_chars()
     # Empty cells and the usual NaN spellings are missing values, not parse errors: the
     # quality suite then reports them as nulls with the ticker and date.

@@ -68,6 +68,7 @@ def partition_summary(
                 "missing_sessions": pl.Int64,
                 "first_missing_date": pl.Date,
                 "non_session_dates": pl.Int64,
+                "first_non_session_date": pl.Date,
                 "missing_dates_pct": pl.Float64,
                 "duplicate_pct": pl.Float64,
                 "zero_negative_flag": pl.Int32,
@@ -115,11 +116,19 @@ def partition_summary(
         gaps = np.setdiff1d(span, np.array(dates, dtype="datetime64[D]"))
         first_missing.append(gaps[0].astype(date) if len(gaps) else None)
     non_session = grouped["unique_dates"].to_numpy() - present
+    first_non_session: list[date | None] = []
+    for n_extra, dates in zip(non_session, grouped["dates"], strict=True):
+        if n_extra <= 0:
+            first_non_session.append(None)
+            continue
+        extra = np.setdiff1d(np.array(dates, dtype="datetime64[D]"), sessions)
+        first_non_session.append(extra[0].astype(date) if len(extra) else None)
     summary = grouped.with_columns(
         pl.Series("expected_sessions", expected, dtype=pl.Int64),
         pl.Series("missing_sessions", missing, dtype=pl.Int64),
         pl.Series("first_missing_date", first_missing, dtype=pl.Date),
         pl.Series("non_session_dates", non_session, dtype=pl.Int64),
+        pl.Series("first_non_session_date", first_non_session, dtype=pl.Date),
     ).with_columns(
         (pl.col("missing_sessions") / pl.col("expected_sessions").clip(lower_bound=1)).alias(
             "missing_dates_pct"
@@ -144,6 +153,7 @@ def partition_summary(
         "missing_sessions",
         "first_missing_date",
         "non_session_dates",
+        "first_non_session_date",
         "missing_dates_pct",
         "duplicate_pct",
         "zero_negative_flag",
@@ -202,8 +212,12 @@ def validate_bars(bars: pl.DataFrame) -> ValidationReport:
 
 def validate_partitions(summary: pl.DataFrame, min_quality_score: float) -> ValidationReport:
     """Run the per-partition suite on :func:`partition_summary` output."""
+    # The example date of a failing partition: its first missing session, else its first
+    # bar on a day that is not a session.
     return validate(
-        summary.rename({"first_missing_date": "date"}),
+        summary.with_columns(
+            pl.coalesce("first_missing_date", "first_non_session_date").alias("date")
+        ),
         "bars_partitions",
         partition_expectations(min_quality_score),
         index_columns=("ticker", "window", "date"),

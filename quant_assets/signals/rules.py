@@ -12,6 +12,7 @@ import math
 
 import polars as pl
 
+from quant_assets.features.build import FLAT_TOLERANCE
 from quant_assets.settings import FeatureSettings, SignalSettings
 
 SIGNAL_COLUMNS: dict[str, str] = {
@@ -20,6 +21,11 @@ SIGNAL_COLUMNS: dict[str, str] = {
     "vol_alpha": "volatility regime: positive when short-term vol is below long-term vol",
     "rel_strength_alpha": "relative strength: risk-adjusted 60-day return over the benchmark",
 }
+
+
+def _sign(relative: pl.Expr) -> pl.Expr:
+    """Sign of a relative difference, 0 within floating-point residue of zero."""
+    return pl.when(relative.abs() <= FLAT_TOLERANCE).then(0.0).otherwise(relative.sign())
 
 
 def trend_alpha(signals: SignalSettings) -> pl.Expr:
@@ -35,8 +41,8 @@ def trend_alpha(signals: SignalSettings) -> pl.Expr:
         .fill_nan(0.0)  # 0/0: a flat price has neither momentum nor volatility
         .tanh()
     )
-    stack = (
-        0.25 * pl.col("dist_ma_50").sign() + 0.25 * (pl.col("ma_50") / pl.col("ma_200") - 1).sign()
+    stack = 0.25 * _sign(pl.col("dist_ma_50")) + 0.25 * _sign(
+        pl.col("ma_50") / pl.col("ma_200") - 1
     )
     return (0.5 * momentum_term + stack).clip(-1.0, 1.0).alias("trend_alpha")
 
