@@ -101,6 +101,7 @@ def build_features(
             benchmark.select("date", pl.col("close").alias("benchmark_close")),
             on="date",
             how="left",
+            maintain_order="left",  # rows stay sorted by (ticker, date): windows rely on it
         )
         .with_columns(pl.int_range(pl.len()).over("ticker").alias("_position"))
     )
