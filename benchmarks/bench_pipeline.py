@@ -186,7 +186,7 @@ def scenario_dagster(grain: str) -> dict:
         "runs": len(outcomes),
         "asset_partitions": partitions,
         "split": split,
-        "bookkeeping": wall - split["load_inputs"] - split["compute"] - split["write_outputs"],
+        "bookkeeping": wall - split["load_inputs"] - split["compute"] - split["duckdb_write"],
         "event_log_mb": event_log / 1e6,
         "partition_status_query_s": status_query,
         "peak_mb": _peak_mb(),
