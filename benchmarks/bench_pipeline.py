@@ -296,11 +296,11 @@ def main() -> None:
         )
         print(f"    compute        {split['compute']:7.1f} s")
         print(f"    DuckDB reads   {split['load_inputs']:7.1f} s")
-        print(f"    DuckDB writes  {split['write_outputs']:7.1f} s")
+        print(f"    DuckDB writes  {split['duckdb_write']:7.1f} s")
         print(
             f"    bookkeeping    {result['bookkeeping']:7.1f} s "
             f"({1000 * result['bookkeeping'] / result['asset_partitions']:.1f} ms per "
-            f"asset-partition; {split['step_events']:.1f} s of it writing materialisations)"
+            f"asset-partition; {split['events']:.1f} s of it writing events after compute)"
         )
         print(f"    partition-status query (3 assets) {result['partition_status_query_s']:.2f} s")
         print(f"    ratio dagster wall / pure domain: {result['wall'] / domain['total']:.1f}x")
