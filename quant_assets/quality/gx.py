@@ -115,7 +115,13 @@ def _context() -> Any:
 
         for name in ("great_expectations", "great_expectations.core", "tqdm"):
             logging.getLogger(name).setLevel(logging.ERROR)
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
         _CONTEXT = gx.get_context(mode="ephemeral")
+        # Its tqdm bars would flood every run's log and the CLI's terminal.
+        _CONTEXT.variables.progress_bars = ProgressBarsConfig(
+            globally=False, metric_calculations=False
+        )
         _CONTEXT.data_sources.add_pandas("quant_assets")
     return _CONTEXT
 
