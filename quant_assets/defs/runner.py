@@ -121,8 +121,13 @@ def plan_runs(
     start: date | None,
     end: date | None,
     tickers: Sequence[str] | None,
+    materialized_benchmark: set[str] | frozenset[str] = frozenset(),
 ) -> list[RunPlan]:
-    """The runs that materialise ``select`` (+ upstream) over ``[start, end]`` for ``tickers``."""
+    """The runs that materialise ``select`` (+ upstream) over ``[start, end]`` for ``tickers``.
+
+    The benchmark run also covers the features' look-back windows that are not yet in
+    ``materialized_benchmark``, so a daily refresh re-runs only the current window.
+    """
     universe = settings.universe
     grain = universe.partition_grain
     assets = selection_closure(defs, select)
@@ -149,7 +154,11 @@ def plan_runs(
         # The benchmark also covers the look-back windows features read before the range.
         lookback = lookback_periods(settings.features, grain) if "features" in assets else 0
         index = keys.index(chosen[0])
-        bench_keys = keys[max(0, index - lookback) : keys.index(chosen[-1]) + 1]
+        missing = [
+            k for k in keys[max(0, index - lookback) : index] if k not in materialized_benchmark
+        ]
+        first = keys.index(missing[0]) if missing else index
+        bench_keys = keys[first : keys.index(chosen[-1]) + 1]
         plans.append(
             RunPlan(
                 ("benchmark_bars",),
@@ -252,8 +261,9 @@ def materialize(
     instance = instance or open_instance(home)
     try:
         sync_ticker_partitions(instance, settings.universe.tickers)
+        done = set(instance.get_materialized_partitions(dg.AssetKey("benchmark_bars")))
         outcomes: list[RunOutcome] = []
-        for plan in plan_runs(settings, defs, select, start, end, tickers):
+        for plan in plan_runs(settings, defs, select, start, end, tickers, done):
             if on_run:
                 on_run(plan, None)
             outcome = execute_plan(defs, instance, plan)

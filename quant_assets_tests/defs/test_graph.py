@@ -100,3 +100,14 @@ def test_smoke_materialises_bars_to_signals_for_three_tickers_and_three_months(s
         )
     finally:
         instance.dispose()
+
+
+def test_the_benchmark_run_adds_only_look_back_windows_not_yet_materialised(small_project):
+    settings = load_settings(small_project.config_dir)
+    defs = build_definitions(settings, small_project.home)
+    start, end = date(2020, 11, 1), date(2020, 11, 30)
+    cold = plan_runs(settings, defs, ["signals"], start, end, None)
+    assert (cold[0].range_start, cold[0].range_end) == ("2020-01-01", "2020-11-01")
+    done = {f"2020-{m:02d}-01" for m in range(1, 11)}
+    warm = plan_runs(settings, defs, ["signals"], start, end, None, done)
+    assert (warm[0].range_start, warm[0].range_end) == ("2020-11-01", "2020-11-01")
