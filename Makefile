@@ -42,7 +42,8 @@ test: install lint typecheck ## ruff, mypy and the whole pytest suite
 	$(BIN)/pytest -q -p no:cacheprovider
 
 ui: install ## the Dagster UI on http://127.0.0.1:3000 over the demo's instance
-	DAGSTER_HOME=$(QUANT_ASSETS_HOME)/dagster $(BIN)/quant-assets status >/dev/null
+	$(BIN)/python -c "from quant_assets.defs.runner import dagster_home; \
+	  from quant_assets.settings import data_home; dagster_home(data_home())"
 	DAGSTER_HOME=$(QUANT_ASSETS_HOME)/dagster $(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
 bench: install ## performance benchmarks (prints ratios; not part of the tests)
