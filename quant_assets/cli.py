@@ -130,6 +130,7 @@ def materialize(
                 _tickers(tickers),
                 on_run=on_run,
             )
+            progress.update(task, description="finished")
     except QuantAssetsError as exc:
         _fail(exc)
         return
