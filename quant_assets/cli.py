@@ -109,18 +109,9 @@ def materialize(
                 )
                 progress.advance(task)
 
-            from quant_assets.defs.factory import build_definitions
-            from quant_assets.defs.runner import plan_runs
+            def on_plan(plans: list[RunPlan]) -> None:
+                progress.update(task, total=len(plans), description="materialising")
 
-            plans = plan_runs(
-                settings,
-                build_definitions(settings, home),
-                chosen,
-                _date(start, "--start"),
-                _date(end, "--end"),
-                _tickers(tickers),
-            )
-            progress.update(task, total=len(plans), description="materialising")
             outcomes = materialize(
                 settings,
                 home,
@@ -129,6 +120,7 @@ def materialize(
                 _date(end, "--end"),
                 _tickers(tickers),
                 on_run=on_run,
+                on_plan=on_plan,
             )
             progress.update(task, description="finished")
     except QuantAssetsError as exc:

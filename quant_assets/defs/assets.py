@@ -22,6 +22,7 @@ from quant_assets.defs.partitions import (
     ticker_date_partitions,
 )
 from quant_assets.defs.resources import WarehouseResource
+from quant_assets.errors import BadBarsError
 from quant_assets.features.build import build_features, feature_columns, lookback_periods
 from quant_assets.ingest import IngestedBars, ingest_bars, range_hash
 from quant_assets.providers.base import available_columns
@@ -135,19 +136,13 @@ def build_assets(settings: Settings) -> list:
                 **_quality_metadata(ingested),
             },
         )
-        if not blocking.success:
-            first = blocking.failures[0]
-            example = first.examples[0] if first.examples else {}
+        try:
+            blocking.raise_for_failures(source=prefix)
+        except BadBarsError as error:
             # Nothing is written: the run fails here, downstream never runs.
             raise dg.Failure(
-                description=(
-                    f"{prefix}: data-quality rule '{first.rule}' failed"
-                    f" for ticker={example.get('ticker', '?')} date="
-                    f"{_date_text(example.get('date') or example.get('window'))}:\n"
-                    + blocking.summary()
-                ),
-                metadata={"failed_rules": blocking.summary()},
-            )
+                description=str(error), metadata={"failed_rules": blocking.summary()}
+            ) from error
         yield dg.Output(
             ingested.frame,
             metadata={
@@ -354,9 +349,3 @@ def build_assets(settings: Settings) -> list:
         )
 
     return [bars, benchmark_bars, features, signals]
-
-
-def _date_text(value: object) -> str:
-    if value is None:
-        return "?"
-    return value.date().isoformat() if hasattr(value, "date") else str(value)

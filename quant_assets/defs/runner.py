@@ -254,6 +254,7 @@ def materialize(
     tickers: Sequence[str] | None = None,
     on_run: Callable[[RunPlan, RunOutcome | None], None] | None = None,
     instance: dg.DagsterInstance | None = None,
+    on_plan: Callable[[list[RunPlan]], None] | None = None,
 ) -> list[RunOutcome]:
     """Materialise ``select`` and its upstream over a range; stop at the first failed run."""
     defs = build_definitions(settings, home)
@@ -262,8 +263,11 @@ def materialize(
     try:
         sync_ticker_partitions(instance, settings.universe.tickers)
         done = set(instance.get_materialized_partitions(dg.AssetKey("benchmark_bars")))
+        plans = plan_runs(settings, defs, select, start, end, tickers, done)
+        if on_plan:
+            on_plan(plans)
         outcomes: list[RunOutcome] = []
-        for plan in plan_runs(settings, defs, select, start, end, tickers, done):
+        for plan in plans:
             if on_run:
                 on_run(plan, None)
             outcome = execute_plan(defs, instance, plan)

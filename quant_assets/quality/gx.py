@@ -77,7 +77,7 @@ class ValidationReport:
         raise BadBarsError(
             first.rule + (f"({first.column})" if first.column else ""),
             ticker=example.get("ticker"),
-            date=_format_date(example.get("date")),
+            date=_format_date(example.get("date") or example.get("window")),
             source=source,
             detail=f"suite {self.suite!r}:\n{self.summary()}",
         )
