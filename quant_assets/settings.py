@@ -165,6 +165,149 @@ class QualitySettings(_Strict):
     min_quality_score: float = Field(default=0.6, ge=0, le=1)
 
 
+class RuleRegimeSettings(_Strict):
+    """The rule-based regime fallback: moving averages, realised volatility, VIX-style stress."""
+
+    ma_fast: PositiveWindow = 50
+    ma_slow: PositiveWindow = 200
+    vol_window: PositiveWindow = 20
+    high_vol_annualized: float = Field(default=0.25, gt=0)
+    crash_vol_annualized: float = Field(default=0.45, gt=0)
+    crash_drawdown: float = Field(default=0.20, gt=0, lt=1, description="from the 252-day high")
+    vix_high: float = Field(default=30.0, gt=0)
+    vix_crash: float = Field(default=45.0, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RuleRegimeSettings:
+        if self.ma_fast >= self.ma_slow:
+            raise ValueError("ma_fast must be shorter than ma_slow")
+        if self.high_vol_annualized >= self.crash_vol_annualized:
+            raise ValueError("high_vol_annualized must be below crash_vol_annualized")
+        if self.vix_high >= self.vix_crash:
+            raise ValueError("vix_high must be below vix_crash")
+        return self
+
+
+_FREQUENCY_MONTHS = {"month": 1, "quarter": 3, "year": 12}
+
+
+class _CutoffSettings(_Strict):
+    """How often a model is refitted: one model per cut-off window (Dagster partition)."""
+
+    cutoff_frequency: Literal["month", "quarter", "year"] = "year"
+    first_cutoff: date | None = None  # default: the universe start + min_history_years
+    min_history_years: Annotated[int, Field(ge=1, le=50)] = 3
+
+    @field_validator("first_cutoff")
+    @classmethod
+    def _window_start(cls, value: date | None) -> date | None:
+        if value is not None and value.day != 1:
+            raise ValueError(f"first_cutoff {value} must be the first day of a month")
+        return value
+
+    @model_validator(mode="after")
+    def _aligned(self) -> _CutoffSettings:
+        months = _FREQUENCY_MONTHS[self.cutoff_frequency]
+        if self.first_cutoff is not None and (self.first_cutoff.month - 1) % months:
+            raise ValueError(
+                f"first_cutoff {self.first_cutoff} does not start a {self.cutoff_frequency}"
+            )
+        return self
+
+    def resolved_first_cutoff(self, universe_start: date) -> date:
+        """The first cut-off: ``first_cutoff``, else the first window start at least
+        ``min_history_years`` after the universe start."""
+        if self.first_cutoff is not None:
+            return self.first_cutoff
+        months = _FREQUENCY_MONTHS[self.cutoff_frequency]
+        earliest = universe_start.replace(year=universe_start.year + self.min_history_years)
+        index = earliest.year * 12 + earliest.month - 1
+        if earliest.day != 1 or index % months:
+            index = (index // months + 1) * months
+        return date(index // 12, index % 12 + 1, 1)
+
+
+class RegimeSettings(_CutoffSettings):
+    """``regimes.yaml``: the benchmark HMM (seed 004 §3.5) and its rule-based fallback."""
+
+    restarts: Annotated[int, Field(ge=1, le=50)] = 5
+    seed: int = 11
+    n_iter: Annotated[int, Field(ge=10, le=5000)] = 200
+    tol: float = Field(default=1e-4, gt=0)
+    covariance_type: Literal["full", "diag"] = "full"
+    realized_vol_window: PositiveWindow = 20
+    min_train_sessions: Annotated[int, Field(ge=100)] = 500
+    train_window_sessions: Annotated[int, Field(ge=100)] | None = None  # None: expanding
+    filter_burn_in_sessions: Annotated[int, Field(ge=0, le=2520)] = 126
+    rules: RuleRegimeSettings = RuleRegimeSettings()
+
+
+class LabelSettings(_Strict):
+    """Next-state targets: down / flat / up by ``threshold_vol_multiple`` × σ_daily × √h."""
+
+    horizons: list[Annotated[int, Field(ge=1, le=63)]] = [1, 3, 5]
+    threshold_vol_multiple: float = Field(default=0.5, gt=0)
+    vol_window: PositiveWindow = 20
+
+    @field_validator("horizons")
+    @classmethod
+    def _distinct(cls, value: list[int]) -> list[int]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError("horizons must be a non-empty list of distinct day counts")
+        return sorted(value)
+
+
+class SplitSettings(_Strict):
+    """The walk-forward split before each cut-off, in exchange sessions (seed 002)."""
+
+    validation_sessions: Annotated[int, Field(ge=20)] = 126
+    test_sessions: Annotated[int, Field(ge=20)] = 126
+    embargo_sessions: Annotated[int, Field(ge=0)] = 5
+    train_sessions: Annotated[int, Field(ge=100)] | None = None  # None: expanding window
+    min_train_rows: Annotated[int, Field(ge=100)] = 5000
+
+
+class LightGBMSettings(_Strict):
+    n_estimators: Annotated[int, Field(ge=1, le=10000)] = 300
+    learning_rate: float = Field(default=0.05, gt=0, le=1)
+    num_leaves: Annotated[int, Field(ge=2, le=1024)] = 31
+    min_child_samples: Annotated[int, Field(ge=1)] = 200
+    feature_fraction: float = Field(default=0.8, gt=0, le=1)
+    bagging_fraction: float = Field(default=0.8, gt=0, le=1)
+    bagging_freq: Annotated[int, Field(ge=0)] = 1
+    lambda_l2: float = Field(default=1.0, ge=0)
+    early_stopping_rounds: Annotated[int, Field(ge=1)] = 30
+    seed: int = 7
+    num_threads: Annotated[int, Field(ge=1, le=64)] = 2
+
+
+class PromotionSettings(_Strict):
+    """The champion gate: promote only when the test log loss improves by ``min_improvement``."""
+
+    metric: Literal["log_loss", "balanced_accuracy", "information_coefficient"] = "log_loss"
+    min_improvement: float = Field(default=0.001, ge=0)
+
+
+class MlflowSettings(_Strict):
+    """Where models are tracked. ``tracking_uri`` None: a SQLite store in the data directory;
+    ``$MLFLOW_TRACKING_URI`` overrides both."""
+
+    tracking_uri: str | None = None
+    experiment: str = "quant_assets"
+    registered_model: str = "quant_assets_next_state"
+    regime_registered_model: str = "quant_assets_regime_hmm"
+
+
+class ModelSettings(_CutoffSettings):
+    """``models.yaml``: labels, walk-forward split, LightGBM, promotion gate, MLflow."""
+
+    labels: LabelSettings = LabelSettings()
+    split: SplitSettings = SplitSettings()
+    lightgbm: LightGBMSettings = LightGBMSettings()
+    promotion: PromotionSettings = PromotionSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+
+
 class Settings(_Strict):
     """All settings of one config directory."""
 
@@ -174,6 +317,8 @@ class Settings(_Strict):
     features: FeatureSettings = FeatureSettings()
     signals: SignalSettings = SignalSettings()
     quality: QualitySettings = QualitySettings()
+    regimes: RegimeSettings = RegimeSettings()
+    models: ModelSettings = ModelSettings()
 
 
 _FILES: dict[str, tuple[str, bool]] = {
@@ -183,6 +328,8 @@ _FILES: dict[str, tuple[str, bool]] = {
     "features": ("features.yaml", False),
     "signals": ("signals.yaml", False),
     "quality": ("quality.yaml", False),
+    "regimes": ("regimes.yaml", False),
+    "models": ("models.yaml", False),
 }
 
 
@@ -243,6 +390,8 @@ def load_settings(config_dir: str | Path | None = None) -> Settings:
         "features": FeatureSettings,
         "signals": SignalSettings,
         "quality": QualitySettings,
+        "regimes": RegimeSettings,
+        "models": ModelSettings,
     }
     for section, (file_name, required) in _FILES.items():
         path = directory / file_name
