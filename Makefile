@@ -14,7 +14,7 @@ export UV_COMPILE_BYTECODE := 1
 # One planned event per asset for range runs (see quant_assets/defs/runner.py).
 export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS := true
 
-.PHONY: install demo test lint typecheck ui bench clean
+.PHONY: install demo test lint typecheck ui mlflow-ui bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -26,9 +26,11 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 
 install: $(STAMP) ## create .venv from uv.lock
 
-demo: install ## materialise bars -> features -> signals for the default universe (bundled data)
+demo: install ## materialise the whole graph (bars -> regimes -> models -> predictions), bundled data
 	$(BIN)/quant-assets materialize --select all
 	$(BIN)/quant-assets inspect-signals AAPL --limit 5
+	$(BIN)/quant-assets inspect-predictions AAPL --limit 5
+	$(BIN)/quant-assets models
 	$(BIN)/quant-assets status
 
 lint: install
@@ -45,6 +47,11 @@ ui: install ## the Dagster UI on http://127.0.0.1:3000 over the demo's instance
 	$(BIN)/python -c "from quant_assets.defs.runner import dagster_home; \
 	  from quant_assets.settings import data_home; dagster_home(data_home())"
 	DAGSTER_HOME=$(QUANT_ASSETS_HOME)/dagster $(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+mlflow-ui: install ## the MLflow UI on http://127.0.0.1:5000 over the demo's tracking store
+	mkdir -p $(QUANT_ASSETS_HOME)/mlflow
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(QUANT_ASSETS_HOME)/mlflow/mlflow.db \
+	  --host 127.0.0.1 --port 5000
 
 bench: install ## performance benchmarks (prints ratios; not part of the tests)
 	$(BIN)/python benchmarks/bench_pipeline.py

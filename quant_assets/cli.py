@@ -1,4 +1,5 @@
-"""``quant-assets``: run the asset graph, export tables, inspect signals, show status."""
+"""``quant-assets``: run the asset graph, export tables, inspect signals and predictions,
+list the walk-forward models, show status."""
 
 from __future__ import annotations
 
@@ -139,7 +140,12 @@ def materialize(
 
 @app.command()
 def export(
-    asset: Annotated[str, typer.Argument(help="bars, benchmark_bars, features or signals")],
+    asset: Annotated[
+        str,
+        typer.Argument(
+            help="a table: bars, features, signals, regimes, predictions, ... (see status)"
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output Parquet file.")],
     config: ConfigOption = None,
     start: StartOption = None,
@@ -203,6 +209,96 @@ def inspect_signals(
     console.print(table)
 
 
+@app.command("inspect-predictions")
+def inspect_predictions(
+    ticker: Annotated[str, typer.Argument(help="Ticker symbol, e.g. AAPL")],
+    config: ConfigOption = None,
+    horizon: Annotated[int, typer.Option("--horizon", help="Sessions ahead.")] = 5,
+    start: StartOption = None,
+    end: EndOption = None,
+    limit: Annotated[int, typer.Option("--limit", help="Most recent rows to show.")] = 10,
+) -> None:
+    """Show a ticker's next-state predictions and the regime of each day."""
+    from quant_assets.store import read_table
+
+    try:
+        _settings(config)
+        (symbol,) = validate_tickers([ticker])
+        kwargs = dict(start=_date(start, "--start"), end=_date(end, "--end"))
+        predictions = read_table(data_home(), "predictions", tickers=[symbol], **kwargs)
+        regimes = read_table(data_home(), "regimes", **kwargs).select("date", "regime_label")
+    except QuantAssetsError as exc:
+        _fail(exc)
+        return
+    frame = (
+        predictions.filter(predictions["horizon"] == horizon)
+        .join(regimes, on="date", how="left")
+        .sort("date")
+        .tail(limit)
+    )
+    if frame.is_empty():
+        _fail(QuantAssetsError(f"no {horizon}-day predictions stored for {symbol}"))
+    table = Table(title=f"{horizon}-session next-state predictions for {symbol}")
+    columns = ["date", "regime_label", "pred_state", "prob_down", "prob_flat", "prob_up"]
+    for column in [*columns, "model"]:
+        table.add_column(column, justify="right")
+    for row in frame.iter_rows(named=True):
+        table.add_row(
+            str(row["date"]),
+            row["regime_label"] or "—",
+            row["pred_state"],
+            *(f"{row[c]:.3f}" for c in columns[3:]),
+            f"v{row['model_version']} ({row['model_cutoff']})",
+        )
+    console.print(table)
+
+
+@app.command()
+def models(config: ConfigOption = None) -> None:
+    """The walk-forward record: each cut-off's version, gate decision and test metrics."""
+    from quant_assets.store import read_table
+
+    try:
+        settings = _settings(config)
+        frame = read_table(data_home(), "next_state_model")
+    except QuantAssetsError as exc:
+        _fail(exc)
+        return
+    import polars as pl
+
+    summary = (
+        frame.group_by("cutoff")
+        .agg(
+            pl.col("version").first(),
+            pl.col("gate_decision").first(),
+            pl.col("test_log_loss").mean(),
+            pl.col("test_balanced_accuracy").mean(),
+            pl.col("test_information_coefficient").mean(),
+            pl.col("champion_version").first(),
+        )
+        .sort("cutoff")
+    )
+    table = Table(title="next_state_model walk-forward (test metrics averaged over horizons)")
+    for column in ("cut-off", "version", "gate", "log loss", "bal. acc.", "IC", "champion"):
+        table.add_column(column, justify="right")
+    for row in summary.iter_rows():
+        cutoff, version, decision, loss, balanced, ic, champion = row
+        table.add_row(
+            str(cutoff),
+            f"v{version}" if version else "—",
+            decision,
+            *("—" if v is None else f"{v:.4f}" for v in (loss, balanced, ic)),
+            f"v{champion}" if champion else "—",
+        )
+    console.print(table)
+    mlflow_cfg = settings.models.mlflow
+    console.print(
+        f"MLflow: model {mlflow_cfg.registered_model} (@champion), experiments "
+        f"{mlflow_cfg.experiment}/next_state and /regime_hmm; "
+        f"`make mlflow-ui` → {mlflow_cfg.ui_url}"
+    )
+
+
 @app.command()
 def status(config: ConfigOption = None) -> None:
     """Where results are: data directory, table row counts, how to open the UI."""
@@ -225,6 +321,11 @@ def status(config: ConfigOption = None) -> None:
     console.print(
         "Dagster UI:  make ui   (or: DAGSTER_HOME="
         f"{home / 'dagster'} dagster dev -h 127.0.0.1 -p 3000) → http://127.0.0.1:3000"
+    )
+    console.print(
+        f"MLflow UI:   make mlflow-ui   (or: mlflow ui --backend-store-uri "
+        f"sqlite:///{home / 'mlflow' / 'mlflow.db'} -h 127.0.0.1 -p 5000) → "
+        f"{settings.models.mlflow.ui_url}"
     )
 
 

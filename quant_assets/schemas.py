@@ -59,6 +59,80 @@ SIGNALS = (
 )
 
 
+LABELS = (
+    Column("date", pl.Date(), "session on which the outcome is known (origin + horizon sessions)"),
+    Column("ticker", pl.Utf8(), "instrument symbol"),
+    Column("horizon", pl.Int16(), "sessions between origin and outcome"),
+    Column("origin_date", pl.Date(), "session the target belongs to (features of that day)"),
+    Column("forward_log_return", pl.Float64(), "log(close at date / close at origin_date)"),
+    Column("daily_vol", pl.Float64(), "std of daily log returns up to origin_date"),
+    Column("threshold", pl.Float64(), "multiple × daily_vol × sqrt(horizon)"),
+    Column("label", pl.Int8(), "0 down, 1 flat, 2 up (forward return vs ±threshold)"),
+)
+
+REGIME_LABEL_NAMES = ("bull", "bear", "choppy", "crash")
+
+REGIMES = (
+    Column("date", pl.Date(), "trading session"),
+    Column("regime_label", pl.Utf8(), "bull | bear | choppy | crash (HMM, else the rule)"),
+    *(
+        Column(f"regime_prob_{name}", pl.Float64(), f"filtered P({name} | data up to date)")
+        for name in REGIME_LABEL_NAMES
+    ),
+    Column("rule_label", pl.Utf8(), "rule-based label: moving averages, volatility, VIX"),
+    Column("regime_source", pl.Utf8(), "hmm, or rules when no HMM covers the date"),
+    Column("model_cutoff", pl.Date(), "cut-off of the HMM used (null for rules)"),
+)
+
+REGIME_MODEL = (
+    Column("cutoff", pl.Date(), "fitted on sessions strictly before this date"),
+    Column("status", pl.Utf8(), "fitted | fallback"),
+    Column("reason", pl.Utf8(), "why the fallback is used (null when fitted)"),
+    Column("n_obs", pl.Int64(), "training sessions"),
+    Column("train_start", pl.Date(), "first training session"),
+    Column("train_end", pl.Date(), "last training session"),
+    Column("log_likelihood", pl.Float64(), "best log likelihood over the restarts"),
+    Column("fit_json", pl.Utf8(), "the fitted parameters and state labels (JSON)"),
+    Column("mlflow_version", pl.Utf8(), "registered model version"),
+    Column("mlflow_run_id", pl.Utf8(), "MLflow run"),
+)
+
+NEXT_STATE_MODEL = (
+    Column("cutoff", pl.Date(), "trained on outcomes known strictly before this date"),
+    Column("horizon", pl.Int16(), "sessions ahead"),
+    Column("version", pl.Utf8(), "registered MLflow version trained at this cut-off"),
+    Column("run_id", pl.Utf8(), "MLflow run of the training"),
+    Column("gate_decision", pl.Utf8(), "promoted | refused"),
+    Column("gate_reason", pl.Utf8(), "why"),
+    Column("champion_version", pl.Utf8(), "champion after this gate: serves the window"),
+    Column("champion_cutoff", pl.Date(), "cut-off the champion was trained at"),
+    Column("best_iteration", pl.Int32(), "trees kept by early stopping"),
+    Column("train_start", pl.Date(), "first training origin date"),
+    Column("train_end", pl.Date(), "training origin dates end (exclusive)"),
+    Column("test_start", pl.Date(), "first test origin date"),
+    Column("test_end", pl.Date(), "test origin dates end (exclusive)"),
+    Column("train_rows", pl.Int64(), "training rows"),
+    Column("validation_rows", pl.Int64(), "early-stopping rows"),
+    Column("test_rows", pl.Int64(), "out-of-sample rows"),
+    Column("test_log_loss", pl.Float64(), "out-of-sample log loss"),
+    Column("test_accuracy", pl.Float64(), "out-of-sample accuracy"),
+    Column("test_balanced_accuracy", pl.Float64(), "out-of-sample balanced accuracy"),
+    Column("test_information_coefficient", pl.Float64(), "Spearman(p_up - p_down, return)"),
+)
+
+PREDICTIONS = (
+    *KEY_COLUMNS,
+    Column("horizon", pl.Int16(), "sessions ahead"),
+    Column("pred_state", pl.Utf8(), "down | flat | up: the most probable next state"),
+    Column("prob_pred_state", pl.Float64(), "probability of pred_state"),
+    Column("prob_down", pl.Float64(), "P(down)"),
+    Column("prob_flat", pl.Float64(), "P(flat)"),
+    Column("prob_up", pl.Float64(), "P(up)"),
+    Column("model_version", pl.Utf8(), "registered MLflow version used"),
+    Column("model_cutoff", pl.Date(), "cut-off of that model (always <= date)"),
+)
+
+
 def conform(frame: pl.DataFrame, columns: tuple[Column, ...]) -> pl.DataFrame:
     """Select ``columns`` in order with their declared dtypes (strict: a bad cast raises)."""
     missing = [c.name for c in columns if c.name not in frame.columns]

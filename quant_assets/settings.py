@@ -176,6 +176,7 @@ class RuleRegimeSettings(_Strict):
     crash_drawdown: float = Field(default=0.20, gt=0, lt=1, description="from the 252-day high")
     vix_high: float = Field(default=30.0, gt=0)
     vix_crash: float = Field(default=45.0, gt=0)
+    vix_source: Literal["bundled", "none"] = "bundled"  # bundled: arch's VIX (2014-2019)
 
     @model_validator(mode="after")
     def _consistent(self) -> RuleRegimeSettings:
@@ -188,10 +189,10 @@ class RuleRegimeSettings(_Strict):
         return self
 
 
-_FREQUENCY_MONTHS = {"month": 1, "quarter": 3, "year": 12}
+FREQUENCY_MONTHS = {"month": 1, "quarter": 3, "year": 12}
 
 
-class _CutoffSettings(_Strict):
+class CutoffSettings(_Strict):
     """How often a model is refitted: one model per cut-off window (Dagster partition)."""
 
     cutoff_frequency: Literal["month", "quarter", "year"] = "year"
@@ -206,8 +207,8 @@ class _CutoffSettings(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _aligned(self) -> _CutoffSettings:
-        months = _FREQUENCY_MONTHS[self.cutoff_frequency]
+    def _aligned(self) -> CutoffSettings:
+        months = FREQUENCY_MONTHS[self.cutoff_frequency]
         if self.first_cutoff is not None and (self.first_cutoff.month - 1) % months:
             raise ValueError(
                 f"first_cutoff {self.first_cutoff} does not start a {self.cutoff_frequency}"
@@ -219,7 +220,7 @@ class _CutoffSettings(_Strict):
         ``min_history_years`` after the universe start."""
         if self.first_cutoff is not None:
             return self.first_cutoff
-        months = _FREQUENCY_MONTHS[self.cutoff_frequency]
+        months = FREQUENCY_MONTHS[self.cutoff_frequency]
         earliest = universe_start.replace(year=universe_start.year + self.min_history_years)
         index = earliest.year * 12 + earliest.month - 1
         if earliest.day != 1 or index % months:
@@ -227,7 +228,7 @@ class _CutoffSettings(_Strict):
         return date(index // 12, index % 12 + 1, 1)
 
 
-class RegimeSettings(_CutoffSettings):
+class RegimeSettings(CutoffSettings):
     """``regimes.yaml``: the benchmark HMM (seed 004 §3.5) and its rule-based fallback."""
 
     restarts: Annotated[int, Field(ge=1, le=50)] = 5
@@ -296,9 +297,12 @@ class MlflowSettings(_Strict):
     experiment: str = "quant_assets"
     registered_model: str = "quant_assets_next_state"
     regime_registered_model: str = "quant_assets_regime_hmm"
+    ui_url: str = (
+        "http://127.0.0.1:5000"  # where `make mlflow-ui` serves; links in Dagster metadata
+    )
 
 
-class ModelSettings(_CutoffSettings):
+class ModelSettings(CutoffSettings):
     """``models.yaml``: labels, walk-forward split, LightGBM, promotion gate, MLflow."""
 
     labels: LabelSettings = LabelSettings()

@@ -11,7 +11,17 @@ import polars as pl
 from quant_assets.errors import QuantAssetsError
 from quant_assets.tickers import validate_ticker
 
-TABLES: tuple[str, ...] = ("bars", "benchmark_bars", "features", "signals")
+TABLES: tuple[str, ...] = (
+    "bars",
+    "benchmark_bars",
+    "features",
+    "signals",
+    "labels",
+    "regime_model",
+    "regimes",
+    "next_state_model",
+    "predictions",
+)
 SCHEMA = "market"
 DATABASE_FILE = "warehouse.duckdb"
 
@@ -92,7 +102,8 @@ def read_table(
 
 
 def table_summary(home: Path) -> list[tuple]:
-    """(table, rows, tickers, first date, last date) for every stored table."""
+    """(table, rows, tickers, first date, last date) for every stored table (models: cut-offs
+    instead of dates, no tickers)."""
     out = []
     try:
         conn = _connect(home)
@@ -103,9 +114,11 @@ def table_summary(home: Path) -> list[tuple]:
             if not _exists(conn, table):
                 out.append((table, 0, 0, "-", "-"))
                 continue
-            rows, tickers, first, last = conn.execute(
-                f"select count(*), count(distinct ticker), min(date), max(date) "
-                f"from {SCHEMA}.{table}"
+            columns = {r[0] for r in conn.execute(f"describe {SCHEMA}.{table}").fetchall()}
+            key = "date" if "date" in columns else "cutoff"
+            tickers = "count(distinct ticker)" if "ticker" in columns else "0"
+            rows, count, first, last = conn.execute(
+                f"select count(*), {tickers}, min({key}), max({key}) from {SCHEMA}.{table}"
             ).fetchall()[0]
-            out.append((table, rows, tickers, first, last))
+            out.append((table, rows, count, first, last))
     return out

@@ -40,6 +40,7 @@ def write_project(
     benchmark: str = "IDX",
     grain: str = "month",
     history_start: date | None = None,
+    origin: date = date(2015, 1, 2),
 ) -> Project:
     """Configs + one CSV per ticker (synthetic, seeded) for a files-provider project."""
     config_dir, drop, home = root / "configs", root / "drop", root / "data"
@@ -57,11 +58,40 @@ def write_project(
     (config_dir / "providers.yaml").write_text(
         yaml.safe_dump({"provider": "files", "files": {"path": str(drop)}})
     )
-    provider = SyntheticProvider(seed=11, benchmark=benchmark, origin=date(2015, 1, 2), end=end)
+    provider = SyntheticProvider(seed=11, benchmark=benchmark, origin=origin, end=end)
     bars = provider.fetch_bars([*tickers, benchmark], history_start or start, end)
     for (ticker,), frame in bars.group_by("ticker"):
         frame.drop("ticker").write_csv(drop / f"{ticker}.csv")
     return Project(config_dir, drop, home, list(tickers), benchmark)
+
+
+FAST_REGIMES = {
+    "cutoff_frequency": "year",
+    "min_history_years": 2,
+    "restarts": 2,
+    "n_iter": 60,
+    "min_train_sessions": 300,
+    "rules": {"vix_source": "none"},
+}
+FAST_MODELS = {
+    "cutoff_frequency": "year",
+    "min_history_years": 2,
+    "split": {
+        "validation_sessions": 40,
+        "test_sessions": 40,
+        "embargo_sessions": 2,
+        "min_train_rows": 300,
+    },
+    "lightgbm": {"n_estimators": 40, "num_leaves": 7, "min_child_samples": 30},
+    "promotion": {"min_improvement": 0.0},
+}
+
+
+def write_fast_model_configs(project: Project) -> Project:
+    """Small, quick model settings: yearly cut-offs after two years, few trees."""
+    (project.config_dir / "regimes.yaml").write_text(yaml.safe_dump(FAST_REGIMES))
+    (project.config_dir / "models.yaml").write_text(yaml.safe_dump(FAST_MODELS))
+    return project
 
 
 @pytest.fixture

@@ -5,15 +5,19 @@ with the Great Expectations suite of its check, write through the DuckDB IO mana
 assets compute a whole partition range in one run (single-run backfill policy).
 """
 
-import hashlib
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import polars as pl
 
-from quant_assets import __version__, schemas
+from quant_assets import schemas
+from quant_assets.defs.common import (
+    check_metadata,
+    code_version,
+    column_schema,
+    markdown,
+)
 from quant_assets.defs.partitions import (
     PARTITION_EXPR,
     date_partitions,
@@ -38,27 +42,6 @@ _PREVIOUS_CLOSE_MARGIN = timedelta(days=14)
 _MAX_TABLE_ROWS = 25
 
 
-def _code_version(*parts: object) -> str:
-    """Code version = package version + hash of the config that shapes the asset's output."""
-    payload = json.dumps([__version__, *parts], sort_keys=True, default=str)
-    return f"{__version__}-{hashlib.sha256(payload.encode()).hexdigest()[:10]}"
-
-
-def _column_schema(columns: tuple[schemas.Column, ...]) -> dg.TableSchema:
-    return dg.TableSchema(
-        columns=[dg.TableColumn(c.name, str(c.dtype), description=c.description) for c in columns]
-    )
-
-
-def _check_metadata(report: ValidationReport, windows: tuple, tickers: tuple) -> dict:
-    covered = f"{windows[0]}..{windows[-1]}" if windows else "-"
-    return {
-        **report.as_metadata(),
-        "partitions_covered": f"{covered} × {len(tickers) or 1} ticker(s)",
-        "tickers": ", ".join(tickers) or "-",
-    }
-
-
 def _quality_metadata(ingested: IngestedBars) -> dict:
     partitions = ingested.partitions
     if partitions.is_empty():
@@ -69,7 +52,7 @@ def _quality_metadata(ingested: IngestedBars) -> dict:
         "quality_score_mean": dg.MetadataValue.float(float(partitions["quality_score"].mean())),
         "partitions_scored": partitions.height,
         "quality_scores_lowest": dg.MetadataValue.md(
-            _markdown(
+            markdown(
                 worst.select(
                     "ticker",
                     "window",
@@ -83,13 +66,6 @@ def _quality_metadata(ingested: IngestedBars) -> dict:
     }
 
 
-def _markdown(frame: pl.DataFrame) -> str:
-    header = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "---|" * frame.width
-    rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.iter_rows()]
-    return "\n".join([header, rule, *rows])
-
-
 def build_assets(settings: Settings) -> list:
     """The assets (with their checks) for one config directory."""
     universe = settings.universe
@@ -98,7 +74,7 @@ def build_assets(settings: Settings) -> list:
     grain = universe.partition_grain
     lookback = lookback_periods(settings.features, grain)
     single_run = dg.BackfillPolicy.single_run()
-    provider_version = _code_version(settings.providers, settings.quality, universe.calendar)
+    provider_version = code_version(settings.providers, settings.quality, universe.calendar)
     stored = dict(  # what every asset shares: range runs, the DuckDB IO manager
         backfill_policy=single_run,
         io_manager_key="warehouse_io_manager",
@@ -132,7 +108,7 @@ def build_assets(settings: Settings) -> list:
             passed=blocking.success,
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={
-                **_check_metadata(blocking, windows, tickers),
+                **check_metadata(blocking, windows, tickers),
                 **_quality_metadata(ingested),
             },
         )
@@ -159,7 +135,7 @@ def build_assets(settings: Settings) -> list:
             check_name=f"{prefix}_return_spikes",
             passed=ingested.spike_report.success,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata=_check_metadata(ingested.spike_report, windows, tickers),
+            metadata=check_metadata(ingested.spike_report, windows, tickers),
         )
 
     @dg.asset(
@@ -169,7 +145,7 @@ def build_assets(settings: Settings) -> list:
         code_version=provider_version,
         metadata={
             "partition_expr": PARTITION_EXPR,
-            "dagster/column_schema": _column_schema(schemas.BARS),
+            "dagster/column_schema": column_schema(schemas.BARS),
         },
         check_specs=[
             dg.AssetCheckSpec(
@@ -205,10 +181,10 @@ def build_assets(settings: Settings) -> list:
         partitions_def=by_date,
         **stored,
         group_name="market_data",
-        code_version=_code_version(provider_version, universe.benchmark),
+        code_version=code_version(provider_version, universe.benchmark),
         metadata={
             "partition_expr": "date",
-            "dagster/column_schema": _column_schema(schemas.BARS),
+            "dagster/column_schema": column_schema(schemas.BARS),
         },
         check_specs=[
             dg.AssetCheckSpec(
@@ -237,7 +213,7 @@ def build_assets(settings: Settings) -> list:
         partitions_def=per_ticker,
         **stored,
         group_name="research",
-        code_version=_code_version(settings.features),
+        code_version=code_version(settings.features),
         ins={"bars": dg.AssetIn(partition_mapping=lookback_mapping(lookback))},
         deps=[
             dg.AssetDep(
@@ -249,7 +225,7 @@ def build_assets(settings: Settings) -> list:
         ],
         metadata={
             "partition_expr": PARTITION_EXPR,
-            "dagster/column_schema": _column_schema(features_schema),
+            "dagster/column_schema": column_schema(features_schema),
             "lookback_windows": lookback,
         },
         check_specs=[
@@ -304,17 +280,17 @@ def build_assets(settings: Settings) -> list:
         yield dg.AssetCheckResult(
             check_name="features_finite",
             passed=report.success,
-            metadata=_check_metadata(report, rect.windows, rect.tickers),
+            metadata=check_metadata(report, rect.windows, rect.tickers),
         )
 
     @dg.asset(
         partitions_def=per_ticker,
         **stored,
         group_name="research",
-        code_version=_code_version(settings.signals, settings.features),
+        code_version=code_version(settings.signals, settings.features),
         metadata={
             "partition_expr": PARTITION_EXPR,
-            "dagster/column_schema": _column_schema(schemas.SIGNALS),
+            "dagster/column_schema": column_schema(schemas.SIGNALS),
         },
         check_specs=[
             dg.AssetCheckSpec(
@@ -345,7 +321,7 @@ def build_assets(settings: Settings) -> list:
         yield dg.AssetCheckResult(
             check_name="signals_in_unit_interval",
             passed=report.success,
-            metadata=_check_metadata(report, rect.windows, rect.tickers),
+            metadata=check_metadata(report, rect.windows, rect.tickers),
         )
 
     return [bars, benchmark_bars, features, signals]

@@ -9,18 +9,20 @@ sessions of that window.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import dagster as dg
 
-from quant_assets.settings import UniverseSettings
+from quant_assets.settings import FREQUENCY_MONTHS, CutoffSettings, UniverseSettings
 
 TICKER_DIMENSION = "ticker"
 DATE_DIMENSION = "date"
 TICKER_PARTITIONS = dg.DynamicPartitionsDefinition(name=TICKER_DIMENSION)
 PARTITION_EXPR = {DATE_DIMENSION: "date", TICKER_DIMENSION: "ticker"}
 _CRON = {"month": "0 0 1 * *", "year": "0 0 1 1 *"}
+_CUTOFF_CRON = {**_CRON, "quarter": "0 0 1 1,4,7,10 *"}
 
 
 def next_window_start(day: date, grain: str) -> date:
@@ -35,34 +37,65 @@ def window_start_of(day: date, grain: str) -> date:
     return date(day.year, 1, 1) if grain == "year" else date(day.year, day.month, 1)
 
 
-def date_partitions(universe: UniverseSettings) -> dg.TimeWindowPartitionsDefinition:
-    """Windows of ``universe.partition_grain`` from ``universe.start``.
-
-    With ``end`` set, the last window is the one containing ``end``; without it the current,
-    incomplete window is included (``end_offset=1``) so a daily update refreshes it.
-    """
-    grain = universe.partition_grain
-    start = window_start_of(universe.start, grain)
+def _windows(start: date, cron: str, end: date | None) -> dg.TimeWindowPartitionsDefinition:
     kwargs: dict = {}
-    if universe.end is not None:
-        kwargs["end"] = datetime.combine(
-            next_window_start(universe.end, grain), datetime.min.time()
-        )
+    if end is not None:
+        kwargs["end"] = datetime.combine(end, datetime.min.time())
     else:
         kwargs["end_offset"] = 1
     return dg.TimeWindowPartitionsDefinition(
         start=datetime.combine(start, datetime.min.time()),
-        cron_schedule=_CRON[grain],
+        cron_schedule=cron,
         fmt="%Y-%m-%d",
         **kwargs,
     )
 
 
-def ticker_date_partitions(universe: UniverseSettings) -> dg.MultiPartitionsDefinition:
-    """The per-instrument partitions: ``date`` window × dynamic ``ticker``."""
-    return dg.MultiPartitionsDefinition(
-        {DATE_DIMENSION: date_partitions(universe), TICKER_DIMENSION: TICKER_PARTITIONS}
+def date_partitions(
+    universe: UniverseSettings, start: date | None = None
+) -> dg.TimeWindowPartitionsDefinition:
+    """Windows of ``universe.partition_grain`` from ``universe.start`` (or ``start``).
+
+    With ``end`` set, the last window is the one containing ``end``; without it the current,
+    incomplete window is included (``end_offset=1``) so a daily update refreshes it.
+    """
+    grain = universe.partition_grain
+    end = next_window_start(universe.end, grain) if universe.end is not None else None
+    return _windows(window_start_of(start or universe.start, grain), _CRON[grain], end)
+
+
+def cutoff_partitions(
+    cutoffs: CutoffSettings, universe: UniverseSettings
+) -> dg.TimeWindowPartitionsDefinition:
+    """Training cut-offs: partition ``c`` is the model fitted on data strictly before ``c``
+    and used for the dates of its window ``[c, next cut-off)``."""
+    end = None
+    if universe.end is not None:
+        months = FREQUENCY_MONTHS[cutoffs.cutoff_frequency]
+        index = (universe.end.year * 12 + universe.end.month - 1) // months * months + months
+        end = date(index // 12, index % 12 + 1, 1)
+    return _windows(
+        cutoffs.resolved_first_cutoff(universe.start), _CUTOFF_CRON[cutoffs.cutoff_frequency], end
     )
+
+
+def ticker_date_partitions(
+    universe: UniverseSettings, start: date | None = None
+) -> dg.MultiPartitionsDefinition:
+    """The per-instrument partitions: ``date`` window × dynamic ``ticker`` (from ``start``)."""
+    return dg.MultiPartitionsDefinition(
+        {DATE_DIMENSION: date_partitions(universe, start), TICKER_DIMENSION: TICKER_PARTITIONS}
+    )
+
+
+def periods_for_sessions(sessions: int, grain: str) -> int:
+    """How many whole windows of ``grain`` surely hold ``sessions`` exchange sessions.
+
+    Conservative: counts the fewest sessions a window can hold on NYSE-like calendars (15 in a
+    month — September 2001 had 15 — and 240 in a year); extra rows change nothing, every
+    statistic is window-exact.
+    """
+    return math.ceil(sessions / {"month": 15, "year": 240}[grain])
 
 
 def lookback_mapping(periods: int) -> dg.MultiPartitionMapping:

@@ -35,6 +35,15 @@ class WarehouseResource(dg.ConfigurableResource):
             ).fetchall()
         return bool(row and row[0][0])
 
+    def read_sql(self, template: str, table: str, params: list | None = None) -> pl.DataFrame:
+        """Run ``template`` with ``{table}`` replaced by the qualified table name."""
+        if not table.isidentifier():
+            raise ValueError(f"not a table name: {table!r}")
+        with duckdb.connect(self.database) as conn:
+            return conn.execute(
+                template.format(table=f"{self.schema_name}.{table}"), params or []
+            ).pl()
+
     def read(
         self,
         table: str,

@@ -19,7 +19,7 @@ import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 
 from quant_assets.defs.factory import build_definitions
-from quant_assets.defs.partitions import TICKER_PARTITIONS, window_start_of
+from quant_assets.defs.partitions import DATE_DIMENSION, TICKER_PARTITIONS, window_start_of
 from quant_assets.defs.sensors import universe_partition_requests
 from quant_assets.errors import QuantAssetsError
 from quant_assets.features.build import lookback_periods
@@ -31,7 +31,9 @@ from quant_assets.tickers import validate_tickers
 # Dagster: partitions of a failed range run are not marked failed, only not materialised.
 os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
 
-PIPELINE_ASSETS: tuple[str, ...] = ("bars", "benchmark_bars", "features", "signals")
+# ``--select all``: every leaf of the graph (upstream assets follow).
+PIPELINE_ASSETS: tuple[str, ...] = ("signals", "labels", "predictions")
+DATA_ASSETS: tuple[str, ...] = ("signals",)  # bars, benchmark, features, signals
 
 _INSTANCE_YAML = """\
 # Written by quant-assets: the Dagster instance of this data directory.
@@ -114,6 +116,74 @@ def selection_closure(defs: dg.Definitions, select: Sequence[str]) -> list[str]:
     return sorted(k.to_user_string() for k in keys)
 
 
+# Runs in dependency order; the assets of one stage share a partitions definition, so each
+# stage is one run (one per contiguous ticker block for date × ticker stages).
+STAGES: tuple[tuple[str, ...], ...] = (
+    ("benchmark_bars",),
+    ("regime_model",),
+    ("regimes",),
+    ("bars", "features", "signals", "labels"),
+    ("next_state_model",),
+    ("predictions",),
+)
+CUTOFF_ASSETS = ("regime_model", "next_state_model")
+
+
+def _date_range(
+    settings: Settings, date_def: dg.TimeWindowPartitionsDefinition, start, end
+) -> list[str]:
+    grain = settings.universe.partition_grain
+    first_key = date_def.get_first_partition_key()
+    last_key = date_def.get_last_partition_key()
+    if first_key is None or last_key is None:
+        raise QuantAssetsError("the date partitions are empty: check universe.yaml start/end")
+    first_window = date.fromisoformat(first_key)
+    last_window = date.fromisoformat(last_key)
+    start_window = max(window_start_of(start or settings.universe.start, grain), first_window)
+    end_window = min(window_start_of(end or last_window, grain), last_window)
+    if start_window > end_window:
+        raise QuantAssetsError(
+            f"empty date range: {start_window} .. {end_window} (partitions cover "
+            f"{first_window} .. {last_window})"
+        )
+    return [
+        k
+        for k in date_def.get_partition_keys()
+        if start_window.isoformat() <= k <= end_window.isoformat()
+    ]
+
+
+def _ticker_blocks(settings: Settings, tickers: Sequence[str] | None) -> list[list[str]]:
+    """The requested tickers as contiguous blocks in partition order (one run each)."""
+    universe_order = list(settings.universe.tickers)
+    wanted = validate_tickers(list(tickers)) if tickers else universe_order
+    outside = [t for t in wanted if t not in universe_order]
+    if outside:
+        raise QuantAssetsError(
+            f"ticker(s) {', '.join(outside)} not in universe.yaml; add them there first"
+        )
+    blocks: list[list[int]] = []
+    for pos in sorted(universe_order.index(t) for t in wanted):
+        if blocks and pos == blocks[-1][-1] + 1:
+            blocks[-1].append(pos)
+        else:
+            blocks.append([pos])
+    return [[universe_order[i] for i in block] for block in blocks]
+
+
+def _benchmark_lookback(settings: Settings, assets: Sequence[str]) -> int:
+    """Date windows before the range that the range's features and regimes read."""
+    from quant_assets.defs.partitions import periods_for_sessions
+    from quant_assets.regimes import rule_lookback_sessions
+
+    grain = settings.universe.partition_grain
+    lookback = lookback_periods(settings.features, grain) if "features" in assets else 0
+    if "regimes" in assets:
+        sessions = rule_lookback_sessions(settings.regimes.rules)
+        lookback = max(lookback, periods_for_sessions(sessions, grain))
+    return lookback
+
+
 def plan_runs(
     settings: Settings,
     defs: dg.Definitions,
@@ -122,81 +192,76 @@ def plan_runs(
     end: date | None,
     tickers: Sequence[str] | None,
     materialized_benchmark: set[str] | frozenset[str] = frozenset(),
+    materialized_models: dict[str, set[str]] | None = None,
 ) -> list[RunPlan]:
     """The runs that materialise ``select`` (+ upstream) over ``[start, end]`` for ``tickers``.
 
-    The benchmark run also covers the features' look-back windows that are not yet in
-    ``materialized_benchmark``, so a daily refresh re-runs only the current window.
+    The benchmark run also covers the look-back windows (features, regime rules) not yet in
+    ``materialized_benchmark``, so a daily refresh re-runs only the current window. Model
+    cut-offs whose windows overlap the range are trained when missing from
+    ``materialized_models`` (all of them when the model asset itself is selected), so the
+    daily update never retrains a model, and the first day of a new cut-off window trains one.
     """
-    universe = settings.universe
-    grain = universe.partition_grain
     assets = selection_closure(defs, select)
     graph = defs.resolve_asset_graph()
     date_def = graph.get(dg.AssetKey("benchmark_bars")).partitions_def
     assert isinstance(date_def, dg.TimeWindowPartitionsDefinition)
-    first_key = date_def.get_first_partition_key()
-    last_key = date_def.get_last_partition_key()
-    if first_key is None or last_key is None:
-        raise QuantAssetsError("the date partitions are empty: check universe.yaml start/end")
-    first_window = date.fromisoformat(first_key)
-    last_window = date.fromisoformat(last_key)
-    start_window = max(window_start_of(start or universe.start, grain), first_window)
-    end_window = min(window_start_of(end or last_window, grain), last_window)
-    if start_window > end_window:
-        raise QuantAssetsError(
-            f"empty date range: {start_window} .. {end_window} (partitions cover "
-            f"{first_window} .. {last_window})"
-        )
-    keys = date_def.get_partition_keys()
-    chosen = [k for k in keys if start_window.isoformat() <= k <= end_window.isoformat()]
+    chosen = _date_range(settings, date_def, start, end)
+    range_start = date.fromisoformat(chosen[0])
+    range_end = date_def.time_window_for_partition_key(chosen[-1]).end.date()
+    blocks = _ticker_blocks(settings, tickers)
+    done_models = materialized_models or {}
     plans: list[RunPlan] = []
-    if "benchmark_bars" in assets:
-        # The benchmark also covers the look-back windows features read before the range.
-        lookback = lookback_periods(settings.features, grain) if "features" in assets else 0
-        index = keys.index(chosen[0])
-        missing = [
-            k for k in keys[max(0, index - lookback) : index] if k not in materialized_benchmark
-        ]
-        first = keys.index(missing[0]) if missing else index
-        bench_keys = keys[first : keys.index(chosen[-1]) + 1]
-        plans.append(
-            RunPlan(
-                ("benchmark_bars",),
-                bench_keys[0],
-                bench_keys[-1],
-                len(bench_keys),
-                f"benchmark_bars {bench_keys[0]}..{bench_keys[-1]}",
-            )
-        )
-    multi = tuple(a for a in assets if a != "benchmark_bars")
-    if multi:
-        universe_order = list(universe.tickers)
-        wanted = validate_tickers(list(tickers)) if tickers else universe_order
-        outside = [t for t in wanted if t not in universe_order]
-        if outside:
-            raise QuantAssetsError(
-                f"ticker(s) {', '.join(outside)} not in universe.yaml; add them there first"
-            )
-        positions = sorted(universe_order.index(t) for t in wanted)
-        blocks: list[list[int]] = []
-        for pos in positions:  # contiguous blocks in partition order: one run each
-            if blocks and pos == blocks[-1][-1] + 1:
-                blocks[-1].append(pos)
-            else:
-                blocks.append([pos])
-        for block in blocks:
-            first_ticker, last_ticker = universe_order[block[0]], universe_order[block[-1]]
-            plans.append(
-                RunPlan(
-                    multi,
-                    f"{chosen[0]}|{first_ticker}",
-                    f"{chosen[-1]}|{last_ticker}",
-                    len(chosen) * len(block),
-                    f"{', '.join(multi)} {chosen[0]}..{chosen[-1]} × "
-                    f"{first_ticker}..{last_ticker} ({len(block)} ticker(s))",
+    for stage in STAGES:
+        members = tuple(a for a in stage if a in assets)
+        if not members:
+            continue
+        partitions_def = graph.get(dg.AssetKey(members[0])).partitions_def
+        if members == ("benchmark_bars",):
+            keys = date_def.get_partition_keys()
+            index = keys.index(chosen[0])
+            lookback = _benchmark_lookback(settings, assets)
+            missing = [
+                k for k in keys[max(0, index - lookback) : index] if k not in materialized_benchmark
+            ]
+            first = keys.index(missing[0]) if missing else index
+            bench_keys = keys[first : keys.index(chosen[-1]) + 1]
+            plans.append(_plan(members, bench_keys[0], bench_keys[-1], len(bench_keys)))
+        elif members[0] in CUTOFF_ASSETS:
+            assert isinstance(partitions_def, dg.TimeWindowPartitionsDefinition)
+            keys = []
+            for key in partitions_def.get_partition_keys():
+                window = partitions_def.time_window_for_partition_key(key)
+                if window.start.date() < range_end and window.end.date() > range_start:
+                    keys.append(key)
+            explicit = members[0] in select
+            needed = [k for k in keys if explicit or k not in done_models.get(members[0], set())]
+            if needed:  # train from the first missing cut-off on (the gate is sequential)
+                keys = keys[keys.index(needed[0]) :]
+                plans.append(_plan(members, keys[0], keys[-1], len(keys)))
+        elif isinstance(partitions_def, dg.MultiPartitionsDefinition):
+            own = partitions_def.get_partitions_def_for_dimension(DATE_DIMENSION)
+            windows = [k for k in chosen if k in set(own.get_partition_keys())]
+            if not windows:
+                continue
+            for block in blocks:
+                plans.append(
+                    _plan(
+                        members,
+                        f"{windows[0]}|{block[0]}",
+                        f"{windows[-1]}|{block[-1]}",
+                        len(windows) * len(block),
+                        f" × {block[0]}..{block[-1]} ({len(block)} ticker(s))",
+                    )
                 )
-            )
+        else:
+            plans.append(_plan(members, chosen[0], chosen[-1], len(chosen)))
     return plans
+
+
+def _plan(assets: tuple[str, ...], first: str, last: str, count: int, suffix: str = "") -> RunPlan:
+    span = f"{first.split('|')[0]}..{last.split('|')[0]}"
+    return RunPlan(assets, first, last, count, f"{', '.join(assets)} {span}{suffix}")
 
 
 def _failure_text(result: dg.ExecuteInProcessResult) -> tuple[str | None, list[str]]:
@@ -248,7 +313,7 @@ def execute_plan(defs: dg.Definitions, instance: dg.DagsterInstance, plan: RunPl
 def materialize(
     settings: Settings,
     home: Path,
-    select: Sequence[str] = PIPELINE_ASSETS,
+    select: Sequence[str] = DATA_ASSETS,
     start: date | None = None,
     end: date | None = None,
     tickers: Sequence[str] | None = None,
@@ -263,7 +328,11 @@ def materialize(
     try:
         sync_ticker_partitions(instance, settings.universe.tickers)
         done = set(instance.get_materialized_partitions(dg.AssetKey("benchmark_bars")))
-        plans = plan_runs(settings, defs, select, start, end, tickers, done)
+        models = {
+            name: set(instance.get_materialized_partitions(dg.AssetKey(name)))
+            for name in CUTOFF_ASSETS
+        }
+        plans = plan_runs(settings, defs, select, start, end, tickers, done, models)
         if on_plan:
             on_plan(plans)
         outcomes: list[RunOutcome] = []

@@ -71,3 +71,59 @@ def validate_signals(signals: pl.DataFrame, signal_names: list[str]) -> Validati
             )
         )
     return validate(signals, "signals", expectations)
+
+
+def _probability_expectations(
+    frame: pl.DataFrame, label_column: str, labels: list[str], prob_columns: list[str]
+) -> tuple[pl.DataFrame, list[object]]:
+    """Labels in the set, each probability in [0, 1], probabilities summing to 1 (1e-9)."""
+    import great_expectations.expectations as gxe  # lazy: importing GX costs ~7 s
+
+    checked = frame.with_columns(
+        pl.sum_horizontal(prob_columns).sub(1.0).abs().alias("probability_sum_error")
+    )
+    expectations: list[object] = [
+        gxe.ExpectColumnValuesToNotBeNull(column=label_column),
+        gxe.ExpectColumnValuesToBeInSet(column=label_column, value_set=labels),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="probability_sum_error", min_value=0, max_value=1e-9
+        ),
+    ]
+    for column in prob_columns:
+        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=column))
+        expectations.append(
+            gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, max_value=1)
+        )
+    return checked, expectations
+
+
+def validate_regimes(
+    regimes: pl.DataFrame, labels: list[str], prob_columns: list[str]
+) -> ValidationReport:
+    """``regimes``: one row per date, labels (HMM and rule) in the set, probabilities valid."""
+    import great_expectations.expectations as gxe
+
+    frame, expectations = _probability_expectations(regimes, "regime_label", labels, prob_columns)
+    expectations += [
+        gxe.ExpectColumnValuesToBeInSet(column="rule_label", value_set=labels),
+        gxe.ExpectColumnValuesToBeUnique(column="date"),
+    ]
+    return validate(frame, "regimes", expectations)
+
+
+def validate_predictions(
+    predictions: pl.DataFrame, states: list[str], prob_columns: list[str]
+) -> ValidationReport:
+    """``predictions``: states in the set, probabilities valid, one row per (ticker, date,
+    horizon), a model version on every row."""
+    import great_expectations.expectations as gxe
+
+    frame, expectations = _probability_expectations(predictions, "pred_state", states, prob_columns)
+    expectations += [
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["ticker", "date", "horizon"]),
+        gxe.ExpectColumnValuesToNotBeNull(column="model_version"),
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="date", column_B="model_cutoff", or_equal=True
+        ),
+    ]
+    return validate(frame, "predictions", expectations)
