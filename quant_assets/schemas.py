@@ -71,6 +71,8 @@ LABELS = (
 )
 
 REGIME_LABEL_NAMES = ("bull", "bear", "choppy", "crash")
+REGIME_PROB_COLUMNS = tuple(f"regime_prob_{name}" for name in REGIME_LABEL_NAMES)
+STATE_NAMES = ("down", "flat", "up")  # label codes 0, 1, 2
 
 REGIMES = (
     Column("date", pl.Date(), "trading session"),

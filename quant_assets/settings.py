@@ -36,6 +36,7 @@ HOME_ENV = "QUANT_ASSETS_HOME"
 
 Ticker = Annotated[str, AfterValidator(validate_ticker)]
 PositiveWindow = Annotated[int, Field(ge=1, le=2520)]
+VolWindow = Annotated[int, Field(ge=2, le=2520)]  # a sample std needs two returns
 
 
 class _Strict(BaseModel):
@@ -170,7 +171,7 @@ class RuleRegimeSettings(_Strict):
 
     ma_fast: PositiveWindow = 50
     ma_slow: PositiveWindow = 200
-    vol_window: PositiveWindow = 20
+    vol_window: VolWindow = 20
     high_vol_annualized: float = Field(default=0.25, gt=0)
     crash_vol_annualized: float = Field(default=0.45, gt=0)
     crash_drawdown: float = Field(default=0.20, gt=0, lt=1, description="from the 252-day high")
@@ -236,7 +237,7 @@ class RegimeSettings(CutoffSettings):
     n_iter: Annotated[int, Field(ge=10, le=5000)] = 200
     tol: float = Field(default=1e-4, gt=0)
     covariance_type: Literal["full", "diag"] = "full"
-    realized_vol_window: PositiveWindow = 20
+    realized_vol_window: VolWindow = 20
     min_train_sessions: Annotated[int, Field(ge=100)] = 500
     train_window_sessions: Annotated[int, Field(ge=100)] | None = None  # None: expanding
     filter_burn_in_sessions: Annotated[int, Field(ge=0, le=2520)] = 126
@@ -248,7 +249,7 @@ class LabelSettings(_Strict):
 
     horizons: list[Annotated[int, Field(ge=1, le=63)]] = [1, 3, 5]
     threshold_vol_multiple: float = Field(default=0.5, gt=0)
-    vol_window: PositiveWindow = 20
+    vol_window: VolWindow = 20
 
     @field_validator("horizons")
     @classmethod

@@ -23,6 +23,14 @@ TABLES: tuple[str, ...] = (
     "predictions",
 )
 SCHEMA = "market"
+# How each table is ordered and which column a date range filters (default: ticker, date).
+_ORDER = {
+    "regimes": ("date",),
+    "regime_model": ("cutoff",),
+    "next_state_model": ("cutoff", "horizon"),
+    "labels": ("ticker", "date", "horizon"),
+    "predictions": ("ticker", "date", "horizon"),
+}
 DATABASE_FILE = "warehouse.duckdb"
 
 
@@ -61,13 +69,15 @@ def select_rows(
     names = [table, schema, *(columns or [])]
     if not all(name.isidentifier() for name in names):
         raise QuantAssetsError(f"invalid table or column name in {names!r}")
+    order = _ORDER.get(table, ("ticker", "date"))
+    day = "cutoff" if "cutoff" in order else "date"
     where: list[str] = []
     params: list = []
     if start is not None:
-        where.append("date >= ?")
+        where.append(f"{day} >= ?")
         params.append(start)
     if end_exclusive is not None:
-        where.append("date < ?")
+        where.append(f"{day} < ?")
         params.append(end_exclusive)
     if tickers is not None:
         where.append("list_contains(?, ticker)")
@@ -75,7 +85,7 @@ def select_rows(
     sql = f"select {', '.join(columns) if columns else '*'} from {schema}.{table}"
     if where:
         sql += " where " + " and ".join(where)
-    return sql + " order by ticker, date", params
+    return sql + " order by " + ", ".join(order), params
 
 
 def read_table(

@@ -37,6 +37,10 @@ from quant_assets.quality.derived import validate_predictions, validate_regimes
 from quant_assets.settings import FREQUENCY_MONTHS, CutoffSettings, Settings
 from quant_assets.signals.rules import SIGNAL_COLUMNS
 
+REGIME_LABELS = schemas.REGIME_LABEL_NAMES
+PROB_COLUMNS = schemas.REGIME_PROB_COLUMNS
+STATES = schemas.STATE_NAMES
+
 # Calendar days that surely hold N sessions (252 sessions ≈ 365 days; holidays, closures).
 _DAYS_PER_SESSION = 1.6
 _MARGIN_DAYS = 30
@@ -86,8 +90,8 @@ def _cutoff_windows(keys: list[str], partitions_def: dg.TimeWindowPartitionsDefi
 
 def build_model_assets(settings: Settings) -> list:
     """labels, regime_model, regimes, next_state_model, predictions and their checks."""
-    from quant_assets.models.labels import STATES, label_lookback_sessions
-    from quant_assets.regimes import PROB_COLUMNS, REGIME_LABELS
+    # Definition time stays cheap: hmmlearn, LightGBM and MLflow load inside the assets.
+    from quant_assets.models.labels import label_lookback_sessions
 
     universe = settings.universe
     grain = universe.partition_grain
@@ -155,10 +159,9 @@ def build_model_assets(settings: Settings) -> list:
 
     @dg.asset(
         partitions_def=regime_cutoffs,
-        **stored,
+        **{**stored, "kinds": {"duckdb", "hmmlearn", "mlflow"}},
         group_name="models",
         code_version=regime_version,
-        kinds={"duckdb", "hmmlearn", "mlflow"},
         deps=[
             dg.AssetDep(
                 "benchmark_bars", partition_mapping=_before_cutoff(settings.regimes, settings)
@@ -344,10 +347,9 @@ def build_model_assets(settings: Settings) -> list:
 
     @dg.asset(
         partitions_def=model_cutoffs,
-        **stored,
+        **{**stored, "kinds": {"duckdb", "lightgbm", "mlflow"}},
         group_name="models",
         code_version=model_version,
-        kinds={"duckdb", "lightgbm", "mlflow"},
         deps=[
             dg.AssetDep("regimes", partition_mapping=_before_cutoff(settings.models, settings)),
             # Dagster has no built-in "every earlier window" mapping for a multi-partitioned

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow.pyfunc
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 
-class NextStateModel(mlflow.pyfunc.PythonModel):
+class NextStateModel(PythonModel):
     """One LightGBM booster per horizon, trained at one cut-off."""
 
     def __init__(self, horizons: list[int], input_columns: list[str]) -> None:
@@ -48,7 +48,7 @@ class NextStateModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame(out, index=model_input.index)
 
 
-class RegimeHmmModel(mlflow.pyfunc.PythonModel):
+class RegimeHmmModel(PythonModel):
     """A fitted regime HMM; ``predict`` gives forward-filtered regime probabilities over the
     rows it is given (columns ``date``, ``log_return``, ``realized_vol``), in order."""
 
@@ -64,6 +64,7 @@ class RegimeHmmModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         import polars as pl
+
         from quant_assets.regimes import PROB_COLUMNS, filtered_probabilities
 
         probabilities = filtered_probabilities(self.fit, pl.from_pandas(model_input))

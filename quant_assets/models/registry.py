@@ -153,7 +153,9 @@ class ModelRegistry:
             return None
         for found in versions:
             if found.tags.get("cutoff") == cutoff.isoformat() and found.run_id:
-                return self._record(name, str(found.version), found.run_id, found.source, True)
+                return self._record(
+                    name, str(found.version), found.run_id, found.source or "", True
+                )
         return None
 
     def _record(self, name: str, version: str, run_id: str, uri: str, reused: bool) -> ModelRecord:

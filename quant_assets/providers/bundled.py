@@ -31,7 +31,7 @@ INDEX_SYMBOLS: tuple[str, ...] = ("SP500", "GSPC", "IXIC")
 BUNDLED_SYMBOLS: tuple[str, ...] = SKFOLIO_STOCKS + INDEX_SYMBOLS
 
 
-def _package_data_file(package: str, *parts: str) -> Path:
+def package_data_file(package: str, *parts: str) -> Path:
     # Locate a data file inside an installed package without importing it: importing skfolio
     # pulls in scikit-learn (~7 s) and arch its statistics stack; reading the files takes ms.
     spec = importlib.util.find_spec(package)
@@ -48,7 +48,7 @@ def _skfolio_closes() -> pl.DataFrame:
     frames = []
     for name in ("sp500_dataset.csv.gz", "sp500_index.csv.gz"):
         wide = pl.read_csv(
-            _package_data_file("skfolio", "datasets", "data", name), try_parse_dates=True
+            package_data_file("skfolio", "datasets", "data", name), try_parse_dates=True
         )
         frames.append(
             wide.rename({"Date": "date"})
@@ -63,7 +63,7 @@ def _arch_ohlcv(symbol: str) -> pl.DataFrame:
     # The gzipped CSVs behind arch.data.sp500/nasdaq.load(), read directly (importing arch
     # costs seconds). Prices are scaled by Adj Close / Close so the bar is adjusted like close.
     folder, name = ("sp500", "sp500.csv.gz") if symbol == "GSPC" else ("nasdaq", "nasdaq.csv.gz")
-    raw = pl.read_csv(_package_data_file("arch", "data", folder, name))
+    raw = pl.read_csv(package_data_file("arch", "data", folder, name))
     adjust = pl.col("Adj Close") / pl.col("Close")
     frame = raw.select(
         pl.col("Date").str.to_date("%m/%d/%Y").alias("date"),

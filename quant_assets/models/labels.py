@@ -1,0 +1,103 @@
+"""Next-state targets: did a ticker go down, stay flat or go up over the next h sessions?
+
+The label of origin session t for horizon h compares the forward log return
+``log(close[t+h] / close[t])`` with a volatility-scaled threshold
+``threshold_vol_multiple × daily_vol[t] × sqrt(h)``, where ``daily_vol[t]`` is the standard
+deviation of the last ``vol_window`` daily log returns up to t (known at t).
+
+Labels are the future, so a row is **stored at its realisation date** t+h, not at its origin:
+a row dated X depends on closes up to X only (as-of correct, like every other table), and a
+model trained before a cut-off c uses exactly the outcomes known before c. Features never read
+this table.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+
+from quant_assets.features.rolling import rolling_std
+from quant_assets.settings import LabelSettings
+
+STATES: tuple[str, ...] = ("down", "flat", "up")  # class codes 0, 1, 2
+
+
+def label_lookback_sessions(settings: LabelSettings) -> int:
+    """Sessions of closes needed before a realisation date: the longest horizon plus the
+    volatility window (``vol_window`` returns need one more close)."""
+    return max(settings.horizons) + settings.vol_window + 1
+
+
+def _checked(bars: pl.DataFrame) -> pl.DataFrame:
+    missing = {"ticker", "date", "close"} - set(bars.columns)
+    if missing:
+        raise ValueError(f"bars lack column(s) {sorted(missing)}")
+    frame = bars.select("ticker", "date", pl.col("close").cast(pl.Float64)).sort("ticker", "date")
+    bad = frame.filter(
+        pl.col("close").is_null() | pl.col("close").is_nan() | (pl.col("close") <= 0)
+    )
+    if bad.height:
+        row = bad.row(0, named=True)
+        raise ValueError(
+            f"labels need positive closes: {row['ticker']} on {row['date']} has {row['close']}"
+        )
+    duplicated = frame.filter(pl.struct("ticker", "date").is_duplicated())
+    if duplicated.height:
+        row = duplicated.row(0, named=True)
+        raise ValueError(f"duplicate bar for {row['ticker']} on {row['date']}")
+    return frame
+
+
+def next_state_labels(bars: pl.DataFrame, settings: LabelSettings) -> pl.DataFrame:
+    """One row per (ticker, realisation date, horizon) for every configured horizon.
+
+    ``bars``: ticker, date, close, one row per (ticker, session), any order. Returns ticker,
+    date (realisation), horizon (Int16), origin_date, forward_log_return, daily_vol, threshold,
+    label (Int8: 0 down, 1 flat, 2 up), sorted by ticker, date, horizon. Horizons count the
+    ticker's own rows (sessions). Rows whose origin has no full volatility window are omitted.
+    Refuses null, NaN or non-positive closes and duplicate (ticker, date), naming them.
+    """
+    frame = _checked(bars)
+    frame = frame.with_columns(pl.int_range(pl.len()).over("ticker").alias("_position"))
+    log_close = np.log(frame["close"].to_numpy())
+    position = frame["_position"].to_numpy()
+    log_return = np.full(len(log_close), np.nan)
+    log_return[1:] = log_close[1:] - log_close[:-1]
+    log_return[position == 0] = np.nan
+    # std of the vol_window returns ending at t: rows 1..t of the ticker (window-exact).
+    daily_vol = rolling_std(log_return, position - 1, settings.vol_window)
+    frame = frame.with_columns(
+        pl.Series("_log_close", log_close), pl.Series("daily_vol", daily_vol).fill_nan(None)
+    )
+    parts = []
+    for horizon in settings.horizons:
+        scale = settings.threshold_vol_multiple * math.sqrt(horizon)
+        part = frame.with_columns(
+            pl.col("date").shift(horizon).over("ticker").alias("origin_date"),
+            (pl.col("_log_close") - pl.col("_log_close").shift(horizon).over("ticker")).alias(
+                "forward_log_return"
+            ),
+            (pl.col("daily_vol").shift(horizon).over("ticker") * scale).alias("threshold"),
+            pl.col("daily_vol").shift(horizon).over("ticker").alias("origin_daily_vol"),
+        ).filter(pl.col("threshold").is_not_null() & pl.col("origin_date").is_not_null())
+        parts.append(
+            part.select(
+                "ticker",
+                "date",
+                pl.lit(horizon, dtype=pl.Int16).alias("horizon"),
+                "origin_date",
+                "forward_log_return",
+                pl.col("origin_daily_vol").alias("daily_vol"),
+                "threshold",
+                pl.when(pl.col("forward_log_return") > pl.col("threshold"))
+                .then(2)
+                .when(pl.col("forward_log_return") < -pl.col("threshold"))
+                .then(0)
+                .otherwise(1)
+                .cast(pl.Int8)
+                .alias("label"),
+            )
+        )
+    return pl.concat(parts).sort("ticker", "date", "horizon")

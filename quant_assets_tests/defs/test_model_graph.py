@@ -1,0 +1,160 @@
+"""The model half of the graph through Dagster: regimes, walk-forward models, predictions.
+
+A real Dagster instance, DuckDB file and MLflow SQLite store in temporary directories; the
+files provider reads synthetic CSVs that the look-ahead test rewrites after a date D.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+
+import dagster as dg
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+from conftest import write_fast_model_configs, write_project
+
+from quant_assets.defs.runner import materialize, open_instance
+from quant_assets.models.registry import ModelRegistry
+from quant_assets.settings import load_settings
+
+TICKERS = ["AAA", "BBB", "CCC", "DDD"]
+START, END = date(2015, 1, 1), date(2019, 12, 31)
+EVERYTHING = ["predictions", "labels"]
+RETRAIN = ["predictions", "labels", "regime_model", "next_state_model"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _embedded_mlflow():
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+    if saved is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+def new_project(root):
+    project = write_project(root, TICKERS, START, END, grain="year")
+    return write_fast_model_configs(project)
+
+
+def run(project, select=EVERYTHING, **kwargs) -> None:
+    outcomes = materialize(load_settings(project.config_dir), project.home, select, **kwargs)
+    assert outcomes and all(o.success for o in outcomes), [o.error for o in outcomes]
+
+
+def table(project, name: str) -> pl.DataFrame:
+    with duckdb.connect(str(project.home / "warehouse.duckdb"), read_only=True) as conn:
+        return conn.execute(f"select * from market.{name}").pl()
+
+
+def sort(frame: pl.DataFrame) -> pl.DataFrame:
+    keys = [c for c in ("cutoff", "ticker", "date", "horizon") if c in frame.columns]
+    return frame.sort(keys)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    project = new_project(tmp_path_factory.mktemp("models"))
+    run(project)
+    return project
+
+
+def test_smoke_materialises_bars_to_predictions_for_four_tickers_over_five_years(built):
+    regimes = table(built, "regimes")
+    assert regimes["date"].min() == date(2015, 1, 2) and regimes["date"].max() == END
+    assert set(regimes["regime_label"]) <= {"bull", "bear", "choppy", "crash"}
+    # Before the first cut-off (2017) no HMM exists: the rule label, one-hot.
+    early = regimes.filter(pl.col("date") < date(2017, 1, 1))
+    assert (early["regime_source"] == "rules").all()
+    assert (early["regime_label"] == early["rule_label"]).all()
+    late = regimes.filter(pl.col("date") >= date(2017, 1, 1))
+    assert (late["regime_source"] == "hmm").all()
+    assert late["model_cutoff"].max() == date(2019, 1, 1)
+
+    models = table(built, "next_state_model")
+    assert sorted(set(models["cutoff"])) == [date(2017, 1, 1), date(2018, 1, 1), date(2019, 1, 1)]
+    assert set(models["horizon"]) == {1, 3, 5}
+    assert (models["test_end"] <= models["cutoff"]).all()
+
+    predictions = table(built, "predictions")
+    sessions = regimes.filter(pl.col("date") >= date(2017, 1, 1)).height
+    assert predictions.height == len(TICKERS) * sessions * 3
+    assert (predictions["model_cutoff"] <= predictions["date"]).all()
+    probabilities = predictions.select(pl.sum_horizontal("prob_down", "prob_flat", "prob_up"))
+    np.testing.assert_allclose(probabilities.to_series().to_numpy(), 1.0, atol=1e-9)
+
+    labels = table(built, "labels")
+    assert (labels["origin_date"] < labels["date"]).all()
+
+
+def test_every_model_is_an_mlflow_run_and_version_and_the_champion_is_the_gates_choice(built):
+    settings = load_settings(built.config_dir)
+    registry = ModelRegistry(
+        settings.models.mlflow,
+        built.home,
+        experiment=f"{settings.models.mlflow.experiment}/next_state",
+    )
+    models = table(built, "next_state_model")
+    name = settings.models.mlflow.registered_model
+    for cutoff, version, decision in (
+        models.select("cutoff", "version", "gate_decision").unique().sort("cutoff").iter_rows()
+    ):
+        found = registry.client.get_model_version(name, version)
+        assert found.tags["cutoff"] == cutoff.isoformat()
+        assert found.tags["gate_decision"] == decision
+        run = registry.client.get_run(found.run_id)
+        assert {"config_hash", "cutoff", "lightgbm.seed"} <= set(run.data.params)
+        assert "h1_test_log_loss" in run.data.metrics
+        assert "h5_test_information_coefficient" in run.data.metrics
+    last = models.sort("cutoff").tail(1).row(0, named=True)
+    assert registry.champion(name) == (last["champion_version"], last["champion_cutoff"])
+    instance = open_instance(built.home)
+    try:
+        event = instance.get_latest_materialization_event(dg.AssetKey("next_state_model"))
+        metadata = event.asset_materialization.metadata
+        assert metadata["mlflow_run"].value.startswith("http://127.0.0.1:5000/#/experiments/")
+        assert metadata["gate_decision"].value in {"promoted", "refused"}
+    finally:
+        instance.dispose()
+
+
+def test_each_date_is_predicted_by_the_champion_of_its_cutoff_window(built):
+    models = table(built, "next_state_model").select("cutoff", "champion_version").unique()
+    predictions = table(built, "predictions").with_columns(
+        pl.date(pl.col("date").dt.year(), 1, 1).alias("cutoff")
+    )
+    joined = predictions.join(models, on="cutoff", how="left")
+    assert (joined["model_version"] == joined["champion_version"]).all()
+
+
+def test_future_bars_do_not_change_past_regimes_models_or_predictions(built, tmp_path):
+    project = new_project(tmp_path)
+    run(project)
+    before = {n: table(project, n) for n in ("regimes", "predictions", "next_state_model")}
+    # Same data, separate store: the same results (determinism across instances).
+    for name in ("regimes", "predictions"):
+        assert sort(before[name]).equals(sort(table(built, name))), name
+    cut = date(2018, 7, 16)
+    rng = np.random.default_rng(5)
+    for ticker in [*TICKERS, project.benchmark]:
+        frame = project.bars(ticker)
+        future = pl.col("date") > cut
+        factor = pl.Series(rng.uniform(0.6, 1.4, frame.height))
+        project.write(
+            ticker,
+            frame.with_columns(
+                pl.when(future).then(pl.col(c) * factor).otherwise(pl.col(c)).alias(c)
+                for c in ("open", "high", "low", "close")
+            ),
+        )
+    run(project, RETRAIN)  # models explicitly selected: every cut-off is refitted
+    for name in ("regimes", "predictions"):
+        after = table(project, name)
+        past = pl.col("date") <= cut
+        assert sort(after.filter(past)).equals(sort(before[name].filter(past))), name
+        assert not sort(after.filter(~past)).equals(sort(before[name].filter(~past))), name
+    models_after = table(project, "next_state_model")
+    known = pl.col("cutoff") <= cut
+    assert sort(models_after.filter(known)).equals(sort(before["next_state_model"].filter(known)))
