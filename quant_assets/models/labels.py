@@ -25,8 +25,10 @@ STATES: tuple[str, ...] = ("down", "flat", "up")  # class codes 0, 1, 2
 
 
 def label_lookback_sessions(settings: LabelSettings) -> int:
-    """Sessions of closes needed before a realisation date: the longest horizon plus the
-    volatility window (``vol_window`` returns need one more close)."""
+    """Sessions of bars to load before the first realisation date wanted, so that its labels
+    equal a full-history computation: the origin lies up to ``max(horizons)`` sessions back
+    and its ``vol_window`` daily returns need ``vol_window`` closes before it; one spare
+    session on top. An int (sessions), e.g. 5 + 20 + 1 = 26 for the defaults."""
     return max(settings.horizons) + settings.vol_window + 1
 
 
@@ -53,11 +55,20 @@ def _checked(bars: pl.DataFrame) -> pl.DataFrame:
 def next_state_labels(bars: pl.DataFrame, settings: LabelSettings) -> pl.DataFrame:
     """One row per (ticker, realisation date, horizon) for every configured horizon.
 
-    ``bars``: ticker, date, close, one row per (ticker, session), any order. Returns ticker,
-    date (realisation), horizon (Int16), origin_date, forward_log_return, daily_vol, threshold,
-    label (Int8: 0 down, 1 flat, 2 up), sorted by ticker, date, horizon. Horizons count the
-    ticker's own rows (sessions). Rows whose origin has no full volatility window are omitted.
-    Refuses null, NaN or non-positive closes and duplicate (ticker, date), naming them.
+    ``bars``: ticker, date, close, one row per (ticker, session), any order. Horizons count the
+    ticker's own rows (sessions): origin row t, realised at row t+h. Returns ticker, date (the
+    realisation session t+h), horizon (Int16), origin_date (t), forward_log_return
+    (``log(close[t+h] / close[t])``, natural log), daily_vol (sample std, ddof=1, of the
+    ``vol_window`` daily log returns ending at t: per session, not annualised), threshold
+    (``threshold_vol_multiple × daily_vol × sqrt(h)``, log-return units) and label (Int8: 0 down
+    if the return is below −threshold, 2 up if above +threshold, else 1 flat), sorted by
+    ticker, date, horizon. Origins without a full volatility window are omitted.
+
+    A row dated X depends only on closes at or before X, and is bit-identical whatever history
+    is passed before the :func:`label_lookback_sessions` sessions preceding X.
+
+    Raises ValueError naming the ticker and date for a null, NaN or non-positive close or a
+    duplicate (ticker, date), and for missing columns.
     """
     frame = _checked(bars)
     frame = frame.with_columns(pl.int_range(pl.len()).over("ticker").alias("_position"))
@@ -73,27 +84,29 @@ def next_state_labels(bars: pl.DataFrame, settings: LabelSettings) -> pl.DataFra
     )
     parts = []
     for horizon in settings.horizons:
-        scale = settings.threshold_vol_multiple * math.sqrt(horizon)
-        part = frame.with_columns(
+        # Shift the origin's values forward onto the realisation row t+h (same ticker).
+        origin = frame.with_columns(
             pl.col("date").shift(horizon).over("ticker").alias("origin_date"),
             (pl.col("_log_close") - pl.col("_log_close").shift(horizon).over("ticker")).alias(
                 "forward_log_return"
             ),
-            (pl.col("daily_vol").shift(horizon).over("ticker") * scale).alias("threshold"),
             pl.col("daily_vol").shift(horizon).over("ticker").alias("origin_daily_vol"),
-        ).filter(pl.col("threshold").is_not_null() & pl.col("origin_date").is_not_null())
+        ).filter(pl.col("origin_date").is_not_null() & pl.col("origin_daily_vol").is_not_null())
+        threshold = pl.col("origin_daily_vol") * (
+            settings.threshold_vol_multiple * math.sqrt(horizon)
+        )
         parts.append(
-            part.select(
+            origin.select(
                 "ticker",
                 "date",
                 pl.lit(horizon, dtype=pl.Int16).alias("horizon"),
                 "origin_date",
                 "forward_log_return",
                 pl.col("origin_daily_vol").alias("daily_vol"),
-                "threshold",
-                pl.when(pl.col("forward_log_return") > pl.col("threshold"))
+                threshold.alias("threshold"),
+                pl.when(pl.col("forward_log_return") > threshold)
                 .then(2)
-                .when(pl.col("forward_log_return") < -pl.col("threshold"))
+                .when(pl.col("forward_log_return") < -threshold)
                 .then(0)
                 .otherwise(1)
                 .cast(pl.Int8)

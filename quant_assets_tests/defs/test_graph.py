@@ -22,11 +22,49 @@ def test_graph_has_the_pipeline_assets_with_true_lineage(small_project):
     defs = build_definitions(load_settings(small_project.config_dir), small_project.home)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"bars", "benchmark_bars", "features", "signals"}
+    assert keys == {
+        "bars",
+        "benchmark_bars",
+        "features",
+        "signals",
+        "labels",
+        "regime_model",
+        "regimes",
+        "next_state_model",
+        "predictions",
+    }
     parents = {k: {p.to_user_string() for p in graph.get(dg.AssetKey(k)).parent_keys} for k in keys}
     assert parents["features"] == {"bars", "benchmark_bars"}
     assert parents["signals"] == {"features"}
     assert parents["bars"] == set() and parents["benchmark_bars"] == set()
+    assert parents["labels"] == {"bars"}  # features never read labels
+    assert parents["regime_model"] == {"benchmark_bars"}
+    assert parents["regimes"] == {"regime_model", "benchmark_bars"}
+    assert parents["next_state_model"] == {"features", "signals", "labels", "regimes"}
+    assert parents["predictions"] == {"features", "signals", "regimes", "next_state_model"}
+
+
+def test_models_are_partitioned_by_cutoff_and_read_only_the_windows_before_it(make_project):
+    project = make_project(["AAA"], date(2015, 1, 1), date(2019, 12, 31))
+    graph = build_definitions(load_settings(project.config_dir), project.home).resolve_asset_graph()
+    model_key, regimes_key = dg.AssetKey("next_state_model"), dg.AssetKey("regimes")
+    cutoffs = graph.get(model_key).partitions_def
+    assert cutoffs.get_partition_keys() == ["2018-01-01", "2019-01-01"]  # start + 3 years
+    mapping = graph.get_partition_mapping(model_key, regimes_key)
+    upstream = mapping.get_upstream_mapped_partitions_result_for_partitions(
+        cutoffs.empty_subset().with_partition_keys(["2019-01-01"]),
+        cutoffs,
+        graph.get(regimes_key).partitions_def,
+    ).partitions_subset.get_partition_keys()
+    assert min(upstream) == "2015-01-01" and max(upstream) == "2018-12-01"
+    # A date uses the model whose cut-off window holds it, never a later one.
+    predictions = graph.get(dg.AssetKey("predictions")).partitions_def
+    to_model = graph.get_partition_mapping(dg.AssetKey("predictions"), model_key)
+    key = dg.MultiPartitionKey({"date": "2019-07-01", "ticker": "AAA"})
+    mapped = to_model.get_upstream_mapped_partitions_result_for_partitions(
+        predictions.empty_subset().with_partition_keys([key]), predictions, cutoffs
+    ).partitions_subset.get_partition_keys()
+    assert list(mapped) == ["2019-01-01"]
 
 
 def test_per_ticker_assets_are_date_by_ticker_partitioned_and_benchmark_by_date(small_project):

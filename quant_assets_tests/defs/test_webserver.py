@@ -71,8 +71,11 @@ def test_webserver_on_localhost_serves_the_asset_graph(make_project):
             time.sleep(1)
         assert nodes, f"webserver never served asset nodes (exit={server.poll()})"
         by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
-        assert set(by_key) == {"bars", "benchmark_bars", "features", "signals"}
-        assert all(n["isPartitioned"] and n["hasAssetChecks"] for n in by_key.values())
+        assert {"bars", "benchmark_bars", "features", "signals"} <= set(by_key)
+        assert {"regimes", "next_state_model", "predictions"} <= set(by_key)
+        assert all(n["isPartitioned"] for n in by_key.values())
+        checked = ("bars", "benchmark_bars", "features", "signals", "regimes", "predictions")
+        assert all(by_key[name]["hasAssetChecks"] for name in checked)
     finally:
         server.terminate()
         try:
