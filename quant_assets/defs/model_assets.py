@@ -207,7 +207,9 @@ def build_model_assets(settings: Settings) -> list:
                     "_url": record.version_url if record else None,
                 }
             )
-        frame = pl.DataFrame(rows, schema_overrides={"n_obs": pl.Int64})
+        frame = pl.from_dicts(
+            rows, schema={**{c.name: c.dtype for c in schemas.REGIME_MODEL}, "_url": pl.Utf8}
+        )
         summary = frame.select(
             pl.col("cutoff").cast(pl.Utf8),
             "status",

@@ -30,11 +30,25 @@ class InsufficientTrainingData(ValueError):
     """Too few rows before a cut-off to train, validate and test a model."""
 
 
+_KEYS = ("ticker", "date")
+
+
 def model_input_columns(
     feature_names: list[str], signal_names: list[str], regime_prob_names: list[str]
 ) -> list[str]:
-    """The model's inputs, in a fixed order: features, signals, regime probabilities."""
-    return [*feature_names, *signal_names, *regime_prob_names]
+    """The model's inputs, in a fixed order: features, signals, regime probabilities.
+
+    The order is the booster's feature order, so it is part of the model. Raises ValueError
+    for a name listed twice or a key column (ticker, date) used as an input.
+    """
+    columns = [*feature_names, *signal_names, *regime_prob_names]
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        raise ValueError(f"input columns listed twice: {', '.join(twice)}")
+    keys = sorted(set(_KEYS) & set(columns))
+    if keys:
+        raise ValueError(f"key column(s) cannot be model inputs: {', '.join(keys)}")
+    return columns
 
 
 def training_frame(
@@ -45,29 +59,57 @@ def training_frame(
     input_columns: list[str],
     horizons: list[int],
 ) -> pl.DataFrame:
-    """One row per (ticker, origin date) with the inputs and, per horizon h, ``label_h{h}``,
-    ``label_date_h{h}`` (realisation date) and ``forward_log_return_h{h}`` (null where the
-    outcome is not known in ``labels``). Rows before the features' warm-up are dropped."""
+    """The rows a model learns from: one per (ticker, origin date), sorted by ticker, date.
+
+    ``features`` and ``signals`` are keyed by (ticker, date), ``regimes`` by date (e.g. the
+    ``regime_prob_*`` columns), ``labels`` is the long frame of
+    :func:`quant_assets.models.labels.next_state_labels` (keyed by realisation date). Each
+    input column is taken from the first of features, signals, regimes that has it (left
+    joins: a missing signal or regime row gives a null input, which LightGBM treats as
+    missing). Per horizon h the label of origin ``date`` is attached as ``label_h{h}`` (Int8),
+    ``label_date_h{h}`` (realisation date) and ``forward_log_return_h{h}``; they are null
+    where the outcome is not in ``labels``, and a row is usable for h only where ``label_h{h}``
+    is not null. Rows with no label for any horizon, and rows whose features are not
+    ``warmed_up`` (when that column exists), are dropped.
+
+    Raises ValueError naming input columns found in no frame, or a duplicated (ticker, date).
+    """
     frame = features
     if "warmed_up" in frame.columns:
         frame = frame.filter(pl.col("warmed_up"))
-    signal_columns = [c for c in signals.columns if c in input_columns]
-    frame = frame.join(
-        signals.select("ticker", "date", *signal_columns), on=["ticker", "date"], how="left"
-    )
-    regime_columns = [c for c in regimes.columns if c in input_columns]
-    frame = frame.join(regimes.select("date", *regime_columns), on="date", how="left")
-    frame = frame.select("ticker", "date", *input_columns)
+    from_features = [c for c in input_columns if c in features.columns]
+    from_signals = [c for c in input_columns if c not in from_features and c in signals.columns]
+    from_regimes = [
+        c
+        for c in input_columns
+        if c not in from_features and c not in from_signals and c in regimes.columns
+    ]
+    missing = [c for c in input_columns if c not in {*from_features, *from_signals, *from_regimes}]
+    if missing:
+        raise ValueError(f"input column(s) in none of features/signals/regimes: {missing}")
+    frame = frame.select(*_KEYS, *from_features)
+    if from_signals:
+        frame = frame.join(signals.select(*_KEYS, *from_signals), on=list(_KEYS), how="left")
+    if from_regimes:
+        frame = frame.join(regimes.select("date", *from_regimes), on="date", how="left")
+    frame = frame.select(*_KEYS, *input_columns)
     for horizon in horizons:
+        # Labels are stored at their realisation date; re-key them by origin to line up with
+        # the inputs of the day the prediction would have been made.
         outcome = labels.filter(pl.col("horizon") == horizon).select(
             "ticker",
             pl.col("origin_date").alias("date"),
-            pl.col("label").alias(f"label_h{horizon}"),
+            pl.col("label").cast(pl.Int8).alias(f"label_h{horizon}"),
             pl.col("date").alias(f"label_date_h{horizon}"),
             pl.col("forward_log_return").alias(f"forward_log_return_h{horizon}"),
         )
-        frame = frame.join(outcome, on=["ticker", "date"], how="left")
-    return frame.sort("ticker", "date")
+        frame = frame.join(outcome, on=list(_KEYS), how="left")
+    frame = frame.filter(pl.any_horizontal(pl.col(f"label_h{h}").is_not_null() for h in horizons))
+    duplicated = frame.filter(pl.struct(*_KEYS).is_duplicated())
+    if duplicated.height:
+        row = duplicated.row(0, named=True)
+        raise ValueError(f"training rows duplicated for {row['ticker']} on {row['date']}")
+    return frame.sort(*_KEYS)
 
 
 @dataclass(frozen=True)
@@ -88,13 +130,26 @@ class SplitWindows:
 def walk_forward_split(
     frame: pl.DataFrame, cutoff: date, horizon: int, split: SplitSettings
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, SplitWindows]:
-    """(train, validation, test, windows) for ``horizon`` at ``cutoff`` (see module doc).
+    """(train, validation, test, windows) for ``horizon`` at ``cutoff`` (see the module doc).
 
-    Raises InsufficientTrainingData naming the cut-off, horizon and counts when the train set
-    has fewer than ``split.min_train_rows`` rows or a window is empty.
+    ``frame`` is a :func:`training_frame`. Usable rows have ``label_h{h}`` and a
+    ``label_date_h{h}`` strictly before ``cutoff``; S is their sorted distinct origin dates.
+    test: the last ``test_sessions`` of S. validation: the ``validation_sessions`` before
+    them, ending ``embargo_sessions`` sessions of S before the test start. train: every
+    earlier date ending ``embargo_sessions`` before the validation start (only the last
+    ``train_sessions`` if set). Purge: train rows realised on or after the validation start and
+    validation rows realised on or after the test start are dropped. Each part is sorted by
+    ticker, date, so the model does not depend on the input's row order.
+
+    Raises InsufficientTrainingData naming the cut-off, horizon and counts when S is too short
+    for the windows, the train set has fewer than ``split.min_train_rows`` rows or the
+    validation or test set is empty; ValueError when the horizon's columns are missing.
     """
     label, label_date = f"label_h{horizon}", f"label_date_h{horizon}"
-    usable = frame.filter(pl.col(label).is_not_null() & (pl.col(label_date) < cutoff))
+    missing = [c for c in (*_KEYS, label, label_date) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"horizon {horizon}: the training frame lacks {missing}")
+    usable = frame.filter(pl.col(label).is_not_null() & (pl.col(label_date) < cutoff)).sort(*_KEYS)
     sessions = usable["date"].unique().sort().to_list()
     test_n, validation_n, embargo = (
         split.test_sessions,
@@ -104,8 +159,9 @@ def walk_forward_split(
     needed = test_n + validation_n + 2 * embargo + 1
     if len(sessions) < needed:
         raise InsufficientTrainingData(
-            f"cut-off {cutoff}, horizon {horizon}: {len(sessions)} sessions with known "
-            f"outcomes, {needed} needed for the split"
+            f"cut-off {cutoff}, horizon {horizon}: {len(sessions)} sessions with outcomes known "
+            f"before the cut-off ({usable.height} rows), {needed} needed (test {test_n} + "
+            f"validation {validation_n} + 2 × embargo {embargo} + 1 train session)"
         )
     test_start = sessions[-test_n]
     validation_end_index = len(sessions) - test_n - embargo  # exclusive
@@ -117,6 +173,8 @@ def walk_forward_split(
     if split.train_sessions is not None:
         train_start = sessions[max(0, train_end_index - split.train_sessions)]
     day = pl.col("date")
+    # The embargo keeps the windows apart in origin time; the purge removes the rows whose
+    # outcome is realised inside the next window (possible when h exceeds the embargo).
     train = usable.filter(
         (day >= train_start) & (day < train_end) & (pl.col(label_date) < validation_start)
     )
@@ -149,19 +207,26 @@ class HorizonModel:
 
     horizon: int
     booster: lightgbm.Booster
-    best_iteration: int
+    best_iteration: int  # boosting rounds kept by early stopping (one tree per class each)
     windows: SplitWindows
-    validation_metrics: dict[str, float]
+    validation_metrics: dict[str, float]  # see evaluate()
     test_metrics: dict[str, float]
-    feature_importance: dict[str, float]  # total gain by input column
-    class_counts: dict[str, int]  # train rows by state
+    feature_importance: dict[str, float]  # total gain up to best_iteration, by input column
+    class_counts: dict[str, int]  # train rows by state name
 
 
 def lightgbm_params(settings: LightGBMSettings) -> dict:
-    """LightGBM parameters: 3-class softmax, deterministic (fixed seeds and threads)."""
+    """LightGBM training parameters: 3-class softmax scored by multi_logloss, deterministic.
+
+    ``deterministic`` + ``force_row_wise`` + a fixed ``num_threads`` make the trees
+    bit-reproducible; ``seed`` derives LightGBM's bagging, feature-fraction and data seeds.
+    ``n_estimators`` and ``early_stopping_rounds`` are not here: they are arguments of
+    ``lightgbm.train`` (see :func:`train_horizon`).
+    """
     return {
         "objective": "multiclass",
         "num_class": len(STATES),
+        "metric": "multi_logloss",
         "learning_rate": settings.learning_rate,
         "num_leaves": settings.num_leaves,
         "min_child_samples": settings.min_child_samples,
@@ -178,31 +243,56 @@ def lightgbm_params(settings: LightGBMSettings) -> dict:
 
 
 def _matrix(rows: pl.DataFrame, input_columns: list[str]) -> np.ndarray:
+    # Nulls become NaN, LightGBM's missing value.
     return rows.select(pl.col(input_columns).cast(pl.Float64)).to_numpy()
 
 
 def _probabilities(
     booster: lightgbm.Booster, rows: pl.DataFrame, input_columns: list[str]
 ) -> np.ndarray:
+    """(rows, 3) class probabilities at the booster's best iteration."""
+    trained_on = booster.feature_name()
+    if trained_on != list(input_columns):
+        # Same width, other order would predict silently from the wrong columns.
+        raise ValueError(
+            f"the booster was trained on {len(trained_on)} inputs {trained_on[:3]}..., "
+            f"not the {len(input_columns)} given {list(input_columns)[:3]}..."
+        )
+    # A booster reloaded from model_to_string() holds only the kept trees (best_iteration -1).
     iteration = booster.best_iteration if booster.best_iteration > 0 else None
-    return np.asarray(booster.predict(_matrix(rows, input_columns), num_iteration=iteration))
+    raw = booster.predict(_matrix(rows, input_columns), num_iteration=iteration)
+    return np.asarray(raw, dtype=np.float64).reshape(-1, len(STATES))
 
 
 def evaluate(
     booster: lightgbm.Booster, rows: pl.DataFrame, horizon: int, input_columns: list[str]
 ) -> dict[str, float]:
-    """log_loss, accuracy, balanced_accuracy and information_coefficient (Spearman of the
-    predicted edge p_up − p_down with the realised forward log return) on ``rows``."""
+    """Out-of-sample metrics of ``booster`` on ``rows`` (a split of :func:`training_frame`).
+
+    Returns log_loss (natural log, sklearn with labels [0, 1, 2]), accuracy and
+    balanced_accuracy of the argmax class, information_coefficient (Spearman rank correlation
+    of the predicted edge p_up − p_down with ``forward_log_return_h{h}``; 0.0 when either is
+    constant) and rows (the row count, as a float). Predicts at the best iteration.
+
+    Raises ValueError for no rows or a null label.
+    """
     from scipy.stats import spearmanr
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, log_loss
 
+    label = f"label_h{horizon}"
+    if rows.is_empty():
+        raise ValueError(f"horizon {horizon}: no rows to evaluate")
+    if rows[label].null_count():
+        raise ValueError(f"horizon {horizon}: {rows[label].null_count()} rows lack {label}")
     probabilities = _probabilities(booster, rows, input_columns)
-    truth = rows[f"label_h{horizon}"].to_numpy().astype(int)
+    truth = rows[label].to_numpy().astype(int)
     predicted = probabilities.argmax(axis=1)
     edge = probabilities[:, 2] - probabilities[:, 0]
-    realised = rows[f"forward_log_return_h{horizon}"].to_numpy()
-    constant = np.ptp(edge) == 0 or np.ptp(realised) == 0
-    ic = 0.0 if constant else float(spearmanr(edge, realised).statistic)
+    realised = rows[f"forward_log_return_h{horizon}"].cast(pl.Float64).to_numpy()
+    ic = 0.0
+    if np.ptp(edge) > 0 and np.ptp(realised) > 0:  # spearmanr is undefined for a constant
+        ic = float(spearmanr(edge, realised).statistic)
+        ic = ic if np.isfinite(ic) else 0.0
     return {
         "log_loss": float(log_loss(truth, probabilities, labels=[0, 1, 2])),
         "accuracy": float(accuracy_score(truth, predicted)),
@@ -219,17 +309,27 @@ def train_horizon(
     input_columns: list[str],
     settings: ModelSettings,
 ) -> HorizonModel:
-    """Train the ``horizon`` classifier at ``cutoff`` with early stopping on validation."""
+    """Train the ``horizon`` classifier at ``cutoff`` on a :func:`training_frame`.
+
+    Splits with :func:`walk_forward_split`, boosts up to ``n_estimators`` rounds with early
+    stopping on the validation log loss, and measures validation and test metrics at the best
+    iteration. Same frame and settings ⇒ identical ``booster.model_to_string()`` and metrics.
+    Raises InsufficientTrainingData (from the split) and ValueError for no input columns.
+    """
+    if not input_columns:
+        raise ValueError("no input columns to train on")
     train, validation, test, windows = walk_forward_split(frame, cutoff, horizon, settings.split)
     label = f"label_h{horizon}"
     train_set = lightgbm.Dataset(
         _matrix(train, input_columns),
-        train[label].to_numpy(),
-        feature_name=input_columns,
+        train[label].to_numpy().astype(np.int32),
+        feature_name=list(input_columns),
         free_raw_data=True,
     )
     validation_set = lightgbm.Dataset(
-        _matrix(validation, input_columns), validation[label].to_numpy(), reference=train_set
+        _matrix(validation, input_columns),
+        validation[label].to_numpy().astype(np.int32),
+        reference=train_set,  # the train set's bins, as at prediction time
     )
     booster = lightgbm.train(
         lightgbm_params(settings.lightgbm),
@@ -255,7 +355,8 @@ def train_horizon(
 def train_next_state(
     frame: pl.DataFrame, cutoff: date, input_columns: list[str], settings: ModelSettings
 ) -> dict[int, HorizonModel]:
-    """One model per configured horizon at ``cutoff`` (see :func:`train_horizon`)."""
+    """One :func:`train_horizon` model per configured horizon at ``cutoff``, keyed by horizon.
+    Raises InsufficientTrainingData if any horizon cannot be trained."""
     return {
         h: train_horizon(frame, cutoff, h, input_columns, settings)
         for h in settings.labels.horizons
@@ -265,24 +366,33 @@ def train_next_state(
 def predict_next_state(
     boosters: dict[int, lightgbm.Booster], rows: pl.DataFrame, input_columns: list[str]
 ) -> pl.DataFrame:
-    """Per (ticker, date, horizon): prob_down/flat/up, pred_state (argmax; ties → the first
-    state) and prob_pred_state, sorted by ticker, date, horizon. ``rows``: ticker, date and
-    the input columns (nulls allowed: LightGBM routes missing values)."""
+    """Next-state probabilities of ``rows`` (ticker, date and the input columns; nulls and NaN
+    allowed: LightGBM routes missing values) for every horizon of ``boosters``.
+
+    Returns one row per (ticker, date, horizon), sorted so: ticker, date, horizon (Int16),
+    prob_down, prob_flat, prob_up (Float64, summing to 1), pred_state (String, the STATES name
+    of the most probable class; ties go to the first) and prob_pred_state. Raises ValueError
+    for no boosters, or a booster trained on other input columns.
+    """
+    if not boosters:
+        raise ValueError("no boosters given")
     parts = []
     for horizon, booster in sorted(boosters.items()):
         probabilities = _probabilities(booster, rows, input_columns)
-        best = probabilities.argmax(axis=1)
+        best = probabilities.argmax(axis=1)  # first maximum: ties go to the first state
         parts.append(
-            rows.select("ticker", "date").with_columns(
+            rows.select(*_KEYS).with_columns(
                 pl.lit(horizon, dtype=pl.Int16).alias("horizon"),
                 *(
-                    pl.Series(f"prob_{state}", probabilities[:, i])
+                    pl.Series(f"prob_{state}", probabilities[:, i], dtype=pl.Float64)
                     for i, state in enumerate(STATES)
                 ),
-                pl.Series("pred_state", np.asarray(STATES)[best]),
-                pl.Series("prob_pred_state", probabilities[np.arange(len(best)), best]),
+                pl.Series("pred_state", [STATES[i] for i in best], dtype=pl.String),
+                pl.Series(
+                    "prob_pred_state",
+                    probabilities[np.arange(len(best)), best],
+                    dtype=pl.Float64,
+                ),
             )
         )
-    if not parts:
-        raise ValueError("no boosters given")
-    return pl.concat(parts).sort("ticker", "date", "horizon")
+    return pl.concat(parts).sort(*_KEYS, "horizon")

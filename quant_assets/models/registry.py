@@ -100,8 +100,15 @@ def promotion_decision(
 
 
 def _quiet() -> None:
+    # Requirements are pinned explicitly (pip_requirements): no uv.lock copy into every
+    # model, no `pip install --dry-run` (works offline), no progress bars.
+    for name in ("MLFLOW_UV_AUTO_DETECT", "MLFLOW_LOG_UV_FILES"):
+        os.environ.setdefault(name, "false")
+    os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    import mlflow  # noqa: F401  (its import configures the logger; quiet it afterwards)
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="mlflow")
 
 
@@ -219,8 +226,20 @@ class ModelRegistry:
                     signature=infer_signature(signature_input, signature_output),
                     pip_requirements=pip_requirements,
                 )
-            version = mlflow.register_model(info.model_uri, name, tags=all_tags)
+            version = self._register(name, info.model_uri, run.info.run_id, all_tags)
         return self._record(name, str(version.version), run.info.run_id, info.model_uri, False)
+
+    def _register(self, name: str, source: str, run_id: str, tags: dict[str, str]) -> Any:
+        # The client, not mlflow.register_model: the same calls without printing to stderr.
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            self.client.create_registered_model(
+                name, description="Walk-forward models of quant_assets; see the cutoff tag."
+            )
+        return self.client.create_model_version(name, source, run_id=run_id, tags=tags)
 
     def tag_version(self, name: str, version: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():

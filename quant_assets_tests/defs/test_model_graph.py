@@ -158,3 +158,82 @@ def test_future_bars_do_not_change_past_regimes_models_or_predictions(built, tmp
     models_after = table(project, "next_state_model")
     known = pl.col("cutoff") <= cut
     assert sort(models_after.filter(known)).equals(sort(before["next_state_model"].filter(known)))
+
+
+def test_the_mlflow_ui_server_shows_the_experiments_versions_and_champion(built):
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    settings = load_settings(built.config_dir)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mlflow = Path(sys.executable).parent / "mlflow"
+    store = f"sqlite:///{built.home / 'mlflow' / 'mlflow.db'}"
+    server = subprocess.Popen(
+        [
+            str(mlflow),
+            "ui",
+            "--backend-store-uri",
+            store,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    name = settings.models.mlflow.registered_model
+
+    def get(path: str) -> dict:
+        with urllib.request.urlopen(f"{base}/{path}", timeout=10) as response:
+            return json.loads(response.read())
+
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                champion = get(f"registered-models/alias?name={name}&alias=champion")
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "no MLflow server"
+                time.sleep(1)
+        models = table(built, "next_state_model").sort("cutoff")
+        assert champion["model_version"]["version"] == models["champion_version"][-1]
+        experiments = get("experiments/search?max_results=50")["experiments"]
+        names = {e["name"] for e in experiments}
+        assert {"quant_assets/next_state", "quant_assets/regime_hmm"} <= names
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def test_too_little_history_for_the_hmm_falls_back_to_the_rules_with_the_reason(tmp_path):
+    import yaml
+
+    project = new_project(tmp_path)
+    regimes_yaml = project.config_dir / "regimes.yaml"
+    config = yaml.safe_load(regimes_yaml.read_text())
+    config["min_train_sessions"] = 5000  # more than five years of sessions
+    regimes_yaml.write_text(yaml.safe_dump(config))
+    run(project, ["regimes"])
+    fits = table(project, "regime_model")
+    assert set(fits["status"]) == {"fallback"}
+    assert fits["reason"].str.contains("too little history").all()
+    regimes = table(project, "regimes")
+    assert (regimes["regime_source"] == "rules").all()
+    assert (regimes["regime_label"] == regimes["rule_label"]).all()
+    instance = open_instance(project.home)
+    try:
+        event = instance.get_latest_materialization_event(dg.AssetKey("regimes"))
+        reasons = event.asset_materialization.metadata["fallback_reasons"].value
+        assert "too little history" in reasons
+    finally:
+        instance.dispose()

@@ -48,10 +48,39 @@ def test_labels_compare_the_forward_return_with_a_vol_scaled_threshold():
     assert two["label"][0] == 0  # 102 -> 99: down
     flat = out.filter((pl.col("origin_date") == date(2020, 1, 4)) & (pl.col("horizon") == 1))
     assert flat["label"][0] == 1  # 102 -> 102: flat
+    # The same +2 % move from origin Jan 3 is "up" after one session but "flat" after four:
+    # the threshold widens by sqrt(4) = 2.
+    scaled = next_state_labels(
+        bars([100.0, 102.0, 100.0, 102.0, 101.0, 101.0, 102.0]),
+        LabelSettings(horizons=[1, 4], threshold_vol_multiple=0.5, vol_window=2),
+    ).filter(pl.col("origin_date") == date(2020, 1, 3))
+    assert scaled["horizon"].to_list() == [1, 4]
+    assert scaled["forward_log_return"][0] == scaled["forward_log_return"][1]
+    assert scaled["threshold"][1] == pytest.approx(2 * scaled["threshold"][0])
+    assert scaled["label"].to_list() == [2, 1]
+    assert scaled["date"].to_list() == [date(2020, 1, 4), date(2020, 1, 7)]
+    # Origins need vol_window returns: the first origin is the ticker's third row.
+    first_origins = out.group_by("horizon").agg(pl.col("origin_date").min())["origin_date"]
+    assert set(first_origins) == {date(2020, 1, 3)}
+    assert out.schema == pl.Schema(
+        {
+            "ticker": pl.String,
+            "date": pl.Date,
+            "horizon": pl.Int16,
+            "origin_date": pl.Date,
+            "forward_log_return": pl.Float64,
+            "daily_vol": pl.Float64,
+            "threshold": pl.Float64,
+            "label": pl.Int8,
+        }
+    )
+    assert out.equals(out.sort("ticker", "date", "horizon"))
 
 
 def test_a_label_is_stored_at_the_date_its_outcome_is_known_not_at_its_origin():
-    out = next_state_labels(random_bars(60, 1), LabelSettings(horizons=[1, 3, 5]))
+    frame = random_bars(60, 1)
+    out = next_state_labels(frame, LabelSettings(horizons=[1, 3, 5]))
+    assert next_state_labels(frame.reverse(), LabelSettings(horizons=[1, 3, 5])).equals(out)
     for horizon in (1, 3, 5):
         part = out.filter(pl.col("horizon") == horizon)
         assert (part["date"] > part["origin_date"]).all()
@@ -79,12 +108,21 @@ def test_labels_do_not_depend_on_history_beyond_the_look_back():
     trimmed_start = sorted(set(frame["date"]))[120 - label_lookback_sessions(settings)]
     trimmed = next_state_labels(frame.filter(pl.col("date") >= trimmed_start), settings)
     keep = pl.col("date") >= first_kept
-    assert trimmed.filter(keep).equals(full.filter(keep))
+    assert trimmed.filter(keep).equals(full.filter(keep))  # bit-identical floats too
+    # The look-back is not generous by accident: much shorter and the first rows go missing.
+    short_start = sorted(set(frame["date"]))[120 - settings.vol_window]
+    short = next_state_labels(frame.filter(pl.col("date") >= short_start), settings)
+    assert short.filter(keep).height < full.filter(keep).height
 
 
 @pytest.mark.parametrize(
     ("closes", "problem"),
-    [([100.0, -1.0, 101.0], "positive closes: AAA on 2020-01-02"), ([100.0, None], "2020-01-02")],
+    [
+        ([100.0, -1.0, 101.0], "positive closes: AAA on 2020-01-02"),
+        ([100.0, 0.0], "AAA on 2020-01-02"),
+        ([100.0, None], "AAA on 2020-01-02"),
+        ([100.0, 101.0, float("nan")], "AAA on 2020-01-03"),
+    ],
 )
 def test_bad_closes_are_refused_naming_ticker_and_date(closes, problem):
     with pytest.raises(ValueError, match=problem):
