@@ -166,15 +166,23 @@ def train_cutoff(
         sha=content_hash(*boosters.values()),
     )
     champion_score = None
+    comparable = True
     if champion is not None and champion[0] != record.version:
         old = registry.load_python_model(name, champion[0])
-        scores = []
-        for h in horizons:
-            _, _, test, _ = walk_forward_split(frame, cutoff, h, models_cfg.split)
-            scores.append(evaluate(old.boosters[h], test, h, input_columns)[metric])
-        champion_score = sum(scores) / len(scores)
+        # A champion trained on other inputs or horizons (the config changed) cannot be
+        # scored on this window: the new model replaces it, and the reason says so.
+        comparable = old.input_columns == input_columns and set(horizons) <= set(old.boosters)
+        if comparable:
+            scores = []
+            for h in horizons:
+                _, _, test, _ = walk_forward_split(frame, cutoff, h, models_cfg.split)
+                scores.append(evaluate(old.boosters[h], test, h, input_columns)[metric])
+            champion_score = sum(scores) / len(scores)
     if champion is not None and champion[0] == record.version:
         decision_promote, reason = True, "re-run of the champion's own cut-off"
+    elif not comparable:
+        decision_promote = True
+        reason = f"champion v{champion[0] if champion else '-'} has other inputs or horizons"
     else:
         gate = promotion_decision(new_score, champion_score, models_cfg.promotion)
         decision_promote, reason = gate.promote, gate.reason
