@@ -239,16 +239,15 @@ def inspect_predictions(
     if frame.is_empty():
         _fail(QuantAssetsError(f"no {horizon}-day predictions stored for {symbol}"))
     table = Table(title=f"{horizon}-session next-state predictions for {symbol}")
-    columns = ["date", "regime_label", "pred_state", "prob_down", "prob_flat", "prob_up"]
-    for column in [*columns, "model"]:
-        table.add_column(column, justify="right")
+    for column in ("date", "regime", "predicted", "P(down)", "P(flat)", "P(up)", "model"):
+        table.add_column(column, justify="right", no_wrap=True)
     for row in frame.iter_rows(named=True):
         table.add_row(
             str(row["date"]),
             row["regime_label"] or "—",
             row["pred_state"],
-            *(f"{row[c]:.3f}" for c in columns[3:]),
-            f"v{row['model_version']} ({row['model_cutoff']})",
+            *(f"{row[c]:.3f}" for c in ("prob_down", "prob_flat", "prob_up")),
+            f"v{row['model_version']}",
         )
     console.print(table)
 

@@ -70,7 +70,7 @@ def test_the_repository_configs_load() -> None:
     assert universe.start == date(1990, 1, 1)
     assert universe.end == date(2022, 12, 31)
     assert universe.calendar == "XNYS"
-    assert universe.partition_grain == "month"
+    assert universe.partition_grain == "year"  # the shipped 33-year universe
     assert settings.providers.provider == "bundled"
     # The files path in providers.yaml is relative: it resolves against configs/.
     assert settings.providers.files is not None

@@ -35,6 +35,11 @@ from quant_assets.settings import MlflowSettings, PromotionSettings
 CHAMPION_ALIAS = "champion"
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 
+# URIs this process passed to mlflow.set_tracking_uri, which also exports them as
+# $MLFLOW_TRACKING_URI: such a value is ours, not the user's, and must not leak into the next
+# data directory opened in the same process.
+_URIS_WE_SET: set[str] = set()
+
 # Metrics where lower is better; the others are higher-is-better.
 _LOWER_IS_BETTER = {"log_loss"}
 
@@ -42,7 +47,10 @@ _LOWER_IS_BETTER = {"log_loss"}
 def resolve_tracking_uri(settings: MlflowSettings, home: Path) -> str:
     """``$MLFLOW_TRACKING_URI``, else ``models.yaml: mlflow.tracking_uri``, else the embedded
     SQLite store under ``home/mlflow``."""
-    chosen = os.environ.get(TRACKING_URI_ENV) or settings.tracking_uri
+    from_env = os.environ.get(TRACKING_URI_ENV)
+    if from_env in _URIS_WE_SET:  # mlflow.set_tracking_uri also writes the variable
+        from_env = None
+    chosen = from_env or settings.tracking_uri
     if chosen:
         return chosen
     folder = home / "mlflow"
@@ -117,14 +125,12 @@ class ModelRegistry:
 
     def __init__(self, settings: MlflowSettings, home: Path, experiment: str | None = None) -> None:
         _quiet()
-        import mlflow
         from mlflow import MlflowClient
 
         self.settings = settings
         self.tracking_uri = resolve_tracking_uri(settings, home)
         self._artifact_root = home / "mlflow" / "artifacts"
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
+        _set_tracking_uri(self.tracking_uri)
         self.client = MlflowClient(self.tracking_uri, self.tracking_uri)
         self.experiment_name = experiment or settings.experiment
         self._experiment_id: str | None = None
@@ -284,9 +290,16 @@ def _load_python_model(tracking_uri: str, name: str, version: str) -> Any:
     import mlflow
 
     _quiet()
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    _set_tracking_uri(tracking_uri)
     return mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
+
+
+def _set_tracking_uri(uri: str) -> None:
+    import mlflow
+
+    _URIS_WE_SET.add(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
 
 
 def _param(value: Any) -> str:

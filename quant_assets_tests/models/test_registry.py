@@ -65,7 +65,19 @@ def test_the_embedded_store_is_a_sqlite_file_in_the_data_directory(tmp_path, mon
     assert resolve_tracking_uri(MlflowSettings(tracking_uri="sqlite:///x.db"), tmp_path) == (
         "http://127.0.0.1:5999"
     )
-    assert resolve_tracking_uri(MlflowSettings(tracking_uri="sqlite:///x.db"), tmp_path) != ""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert resolve_tracking_uri(MlflowSettings(tracking_uri="sqlite:///x.db"), tmp_path) == (
+        "sqlite:///x.db"
+    )
+
+
+def test_a_second_data_directory_in_the_same_process_gets_its_own_store(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    first = ModelRegistry(MlflowSettings(), tmp_path / "one")
+    # MLflow exports the URI it was given as $MLFLOW_TRACKING_URI; it must not stick.
+    second = ModelRegistry(MlflowSettings(), tmp_path / "two")
+    assert first.tracking_uri != second.tracking_uri
+    assert str(tmp_path / "two") in second.tracking_uri
 
 
 def test_a_training_run_logs_params_metrics_and_registers_a_version_tagged_with_its_cutoff(
