@@ -57,6 +57,7 @@ mlflow-ui: install ## the MLflow UI on http://127.0.0.1:5000 over the demo's tra
 
 bench: install ## performance benchmarks (prints ratios; not part of the tests)
 	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/bench_models.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) data

@@ -127,7 +127,7 @@ def scenario_update(years: int) -> dict:
     config = _write_config(
         root,
         provider="synthetic",
-        grain="month",
+        grain="year",
         start=f"{today.year - years}-01-01",
         end=None,
         tickers=[f"SYN{i:02d}" for i in range(20)],
