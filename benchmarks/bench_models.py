@@ -52,7 +52,7 @@ def _timed(settings, home: Path, select: list[str], **kwargs) -> tuple[float, di
     return time.perf_counter() - started, per_run
 
 
-def _out_of_sample(home: Path) -> dict:
+def _out_of_sample(home: Path, since: str = "1995-01-01") -> dict:
     """Walk-forward scores of the stored predictions against the realised labels: every
     prediction was made by a model trained before its date, so this is out-of-sample."""
     import duckdb
@@ -64,7 +64,8 @@ def _out_of_sample(home: Path) -> dict:
             "select p.horizon, p.prob_down, p.prob_flat, p.prob_up, l.label, "
             "l.forward_log_return from market.predictions p join market.labels l "
             "on l.ticker = p.ticker and l.origin_date = p.date and l.horizon = p.horizon "
-            "where p.date >= '1995-01-01'"
+            "where p.date >= ?",
+            [since],
         ).pl()
     scores = {}
     for (horizon,), part in joined.group_by("horizon"):
@@ -84,8 +85,9 @@ def _out_of_sample(home: Path) -> dict:
     return dict(sorted(scores.items()))
 
 
-def scenario_walkforward(frequency: str) -> dict:
-    """Full bundled history (20 tickers, 1990-2022, year grain), then regimes and models."""
+def scenario_walkforward(frequency: str, start: str = "1990-01-01") -> dict:
+    """Bundled history from ``start`` (20 tickers, to 2022, year grain), then regimes and
+    models with next-state cut-offs at ``frequency``."""
     from quant_assets.settings import load_settings
 
     root = Path(tempfile.mkdtemp(prefix=f"qa-bench-wf-{frequency}-"))
@@ -93,7 +95,7 @@ def scenario_walkforward(frequency: str) -> dict:
         root,
         provider="bundled",
         grain="year",
-        start="1990-01-01",
+        start=start,
         end="2022-12-31",
         tickers=BUNDLED_TICKERS,
         benchmark="SP500",
@@ -112,7 +114,7 @@ def scenario_walkforward(frequency: str) -> dict:
         "models_wall": models,
         "runs": {**regime_runs, **model_runs},
         "mlflow_mb": mlflow_mb,
-        "out_of_sample": _out_of_sample(home),
+        "out_of_sample": _out_of_sample(home, "2013-01-01" if start > "2000" else "1995-01-01"),
         "peak_mb": _peak_mb(),
     }
 
@@ -172,8 +174,8 @@ def main() -> None:
     parser.add_argument("--arg")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    if args.scenario == "walkforward":
-        print(json.dumps(scenario_walkforward(args.arg), default=str))
+    if args.scenario == "walkforward":  # --arg FREQUENCY[@START]
+        print(json.dumps(scenario_walkforward(*args.arg.split("@")), default=str))
         return
     if args.scenario == "update":
         print(json.dumps(scenario_update(int(args.arg)), default=str))
