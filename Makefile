@@ -56,6 +56,7 @@ mlflow-ui: install ## the MLflow UI on http://127.0.0.1:5000 over the demo's tra
 	  --host 127.0.0.1 --port 5000
 
 bench: install ## performance benchmarks (prints ratios; not part of the tests)
+	$(UV) sync --frozen --extra dev --extra bench
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_models.py
 

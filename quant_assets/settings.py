@@ -11,6 +11,7 @@ key and what is wrong, before anything runs.
 from __future__ import annotations
 
 import os
+import re
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -313,6 +314,187 @@ class ModelSettings(CutoffSettings):
     mlflow: MlflowSettings = MlflowSettings()
 
 
+# --- strategies (configs/strategies/*.yaml) and risk limits (configs/risk.yaml) ---
+
+SIGNAL_COMPONENTS = ("trend_alpha", "mean_rev_alpha", "vol_alpha", "rel_strength_alpha")
+PREDICTION_COMPONENT = "prediction"
+ALPHA_COMPONENTS = (*SIGNAL_COMPONENTS, PREDICTION_COMPONENT)
+REGIME_NAMES = ("bull", "bear", "choppy", "crash")
+Fraction = Annotated[float, Field(ge=0, le=1)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class VarSettings(_Strict):
+    """Value at Risk of the proposed portfolio: hybrid historical + parametric (003 §7.3)."""
+
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    window_sessions: Annotated[int, Field(ge=20, le=2520)] = 252
+    historical_weight: Fraction = 0.6  # the rest is parametric (normal)
+    limit: float = Field(default=0.04, gt=0, description="1-day VaR as a fraction of equity")
+    cvar_limit: float = Field(default=0.06, gt=0, description="1-day CVaR (expected shortfall)")
+
+
+class EvtSettings(_Strict):
+    """Generalised Pareto tail on the losses above a threshold (peaks over threshold)."""
+
+    enabled: bool = True
+    threshold_quantile: float = Field(default=0.90, gt=0.5, lt=1)
+    min_exceedances: Annotated[int, Field(ge=10)] = 20
+    refit_every_sessions: Annotated[int, Field(ge=1, le=252)] = 5
+
+
+class DrawdownSettings(_Strict):
+    """Drawdown guard on the strategy's paper equity, and the kill switch."""
+
+    guard_start: float = Field(default=0.10, gt=0, lt=1)
+    max_drawdown: float = Field(default=0.18, gt=0, lt=1)
+    guard_floor: Fraction = 0.25
+    kill_switch: float | None = Field(default=0.25, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DrawdownSettings:
+        if self.guard_start >= self.max_drawdown:
+            raise ValueError("guard_start must be below max_drawdown")
+        if self.kill_switch is not None and self.kill_switch < self.max_drawdown:
+            raise ValueError("kill_switch must be at or above max_drawdown")
+        return self
+
+
+class CircuitBreakerSettings(_Strict):
+    """Tiers (003 §7.5) and staged recovery after a freeze (003 §7.6)."""
+
+    realized_vol_window: VolWindow = 20
+    defensive_var_multiple: float = Field(default=1.5, gt=1)
+    defensive_vol_multiple: float = Field(default=2.0, gt=1)
+    defensive_scale: Fraction = 0.25
+    freeze_vol_multiple: float = Field(default=1.5, gt=0)
+    cooldown_sessions: Annotated[int, Field(ge=0, le=252)] = 10
+    recovery_stages: list[Annotated[float, Field(gt=0, le=1)]] = [0.2, 0.4, 0.6, 0.8, 1.0]
+    sessions_per_stage: Annotated[int, Field(ge=1, le=252)] = 5
+    recovery_vol_multiple: float = Field(default=1.5, gt=0)
+
+    @field_validator("recovery_stages")
+    @classmethod
+    def _increasing(cls, stages: list[float]) -> list[float]:
+        if not stages or stages != sorted(stages) or stages[-1] != 1.0:
+            raise ValueError("recovery_stages must increase and end at 1.0")
+        return stages
+
+
+class RiskSettings(_Strict):
+    """Portfolio risk overlays (configs/risk.yaml; a strategy may override any key)."""
+
+    var: VarSettings = VarSettings()
+    evt: EvtSettings = EvtSettings()
+    drawdown: DrawdownSettings = DrawdownSettings()
+    circuit_breakers: CircuitBreakerSettings = CircuitBreakerSettings()
+    regime_multipliers: dict[str, Fraction] = {"bull": 1.0, "choppy": 0.7, "bear": 0.5, "crash": 0.0}
+
+    @field_validator("regime_multipliers")
+    @classmethod
+    def _every_regime(cls, multipliers: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(multipliers) - set(REGIME_NAMES))
+        missing = [r for r in REGIME_NAMES if r not in multipliers]
+        if unknown or missing:
+            raise ValueError(
+                f"needs exactly the regimes {', '.join(REGIME_NAMES)}"
+                + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+                + (f"; missing: {', '.join(missing)}" if missing else "")
+            )
+        return multipliers
+
+
+class AlphaSettings(_Strict):
+    """The meta-brain: regime-weighted ensemble of signals and predictions (003 §3.1, 004 §3.7)."""
+
+    weights: dict[str, dict[str, NonNegative]]
+    regime_weighting: Literal["probability", "label"] = "probability"
+    prediction_horizon: Annotated[int, Field(ge=1, le=63)] = 5
+    disagreement_penalty: NonNegative = 0.5  # beta in exp(-beta * Var)
+    normalization: Literal["robust_zscore", "none"] = "robust_zscore"
+    zscore_scale: float = Field(default=2.0, gt=0, description="alpha = tanh(z / scale)")
+    min_cross_section: Annotated[int, Field(ge=2)] = 3
+
+    @field_validator("weights")
+    @classmethod
+    def _table(cls, weights: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        missing = [r for r in REGIME_NAMES if r not in weights]
+        unknown = sorted(set(weights) - set(REGIME_NAMES))
+        if missing or unknown:
+            raise ValueError(
+                f"needs a row for each regime {', '.join(REGIME_NAMES)}"
+                + (f"; missing: {', '.join(missing)}" if missing else "")
+                + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+            )
+        for regime, row in weights.items():
+            bad = sorted(set(row) - set(ALPHA_COMPONENTS))
+            if bad:
+                raise ValueError(
+                    f"{regime}: unknown component(s) {', '.join(bad)}; "
+                    f"known: {', '.join(ALPHA_COMPONENTS)}"
+                )
+            if sum(row.values()) <= 0:
+                raise ValueError(f"{regime}: weights must not all be zero")
+        return weights
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """Components with a positive weight in some regime, in canonical order."""
+        used = {k for row in self.weights.values() for k, v in row.items() if v > 0}
+        return tuple(c for c in ALPHA_COMPONENTS if c in used)
+
+
+class SizingSettings(_Strict):
+    """Alpha -> target weight: fractional Kelly, volatility target, caps (003 §6.3, §8)."""
+
+    long_only: bool = True
+    kelly_fraction: float = Field(default=0.3, gt=0, le=1)  # gamma
+    information_coefficient: float = Field(default=0.05, gt=0, le=1)  # mu = IC * alpha * sigma
+    risk_free_rate: float = Field(default=0.02, ge=0, le=0.5, description="annual")
+    volatility_window: VolWindow = 60
+    target_volatility: float = Field(default=0.10, gt=0, le=2, description="annualised")
+    max_weight: float = Field(default=0.10, gt=0, le=1)
+    max_gross_leverage: float = Field(default=1.0, gt=0, le=10)
+    max_turnover: float | None = Field(default=0.20, gt=0, description="sum |dw| per session")
+
+
+class BacktestSettings(_Strict):
+    """Execution assumptions of the simulated book."""
+
+    initial_capital: float = Field(default=1_000_000.0, gt=0)
+    fill: Literal["next_open", "next_close"] = "next_open"
+    commission_bps: NonNegative = 1.0
+    slippage_bps: NonNegative = 2.0
+    impact_coefficient: NonNegative = 0.1  # impact = k * daily_vol * sqrt(shares / ADV)
+    adv_window: Annotated[int, Field(ge=1, le=252)] = 20
+    vol_window: VolWindow = 20
+    lot_size: NonNegative = 1.0  # 0: fractional shares
+    allow_borrowing: bool = False  # False: buys are scaled down to the cash available
+
+
+class StrategyPromotionSettings(_Strict):
+    """Out-of-sample gates a strategy must pass to be marked promoted (seed 002)."""
+
+    min_deflated_sharpe: Fraction = 0.95
+    max_spa_pvalue: Fraction = 0.10
+    extra_trials: Annotated[int, Field(ge=0)] = 0  # strategies tried but not configured
+    bootstrap_reps: Annotated[int, Field(ge=100, le=100_000)] = 1000
+    bootstrap_block: Annotated[int, Field(ge=1, le=252)] = 10
+    seed: int = 17
+
+
+class StrategySettings(_Strict):
+    """One strategy: ``configs/strategies/<name>.yaml``."""
+
+    name: str
+    description: str = ""
+    alpha: AlphaSettings
+    sizing: SizingSettings = SizingSettings()
+    backtest: BacktestSettings = BacktestSettings()
+    risk: RiskSettings = RiskSettings()
+    promotion: StrategyPromotionSettings = StrategyPromotionSettings()
+
+
 class Settings(_Strict):
     """All settings of one config directory."""
 
@@ -324,6 +506,8 @@ class Settings(_Strict):
     quality: QualitySettings = QualitySettings()
     regimes: RegimeSettings = RegimeSettings()
     models: ModelSettings = ModelSettings()
+    risk: RiskSettings = RiskSettings()
+    strategies: dict[str, StrategySettings] = {}
 
 
 _FILES: dict[str, tuple[str, bool]] = {
@@ -335,7 +519,12 @@ _FILES: dict[str, tuple[str, bool]] = {
     "quality": ("quality.yaml", False),
     "regimes": ("regimes.yaml", False),
     "models": ("models.yaml", False),
+    "risk": ("risk.yaml", False),
 }
+STRATEGY_DIR = "strategies"
+# DuckDB schemas the warehouse already uses (a strategy's tables live in a schema of its name).
+_RESERVED_STRATEGY_NAMES = {"market", "main", "warehouse", "information_schema", "pg_catalog"}
+_STRATEGY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
 def resolve_config_dir(config_dir: str | Path | None = None) -> Path:
@@ -397,6 +586,7 @@ def load_settings(config_dir: str | Path | None = None) -> Settings:
         "quality": QualitySettings,
         "regimes": RegimeSettings,
         "models": ModelSettings,
+        "risk": RiskSettings,
     }
     for section, (file_name, required) in _FILES.items():
         path = directory / file_name
@@ -409,6 +599,9 @@ def load_settings(config_dir: str | Path | None = None) -> Settings:
             sections[section] = models[section].model_validate(raw)
         except ValidationError as exc:
             raise _first_error(path, exc) from exc
+    sections["strategies"] = load_strategies(
+        directory / STRATEGY_DIR, sections.get("risk", RiskSettings())
+    )
     settings = Settings(**sections)
     files = settings.providers.files
     if files is not None and not files.path.is_absolute():
@@ -418,3 +611,49 @@ def load_settings(config_dir: str | Path | None = None) -> Settings:
             update={"providers": settings.providers.model_copy(update={"files": resolved})}
         )
     return settings
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_strategies(directory: Path, risk: RiskSettings) -> dict[str, StrategySettings]:
+    """Every ``*.yaml`` in ``directory`` as a strategy named by its file stem.
+
+    A strategy's ``risk:`` section overrides keys of ``risk.yaml``. Raises ConfigError naming
+    the strategy file and key for a bad name, an unknown key or an invalid value.
+    """
+    if not directory.is_dir():
+        return {}
+    strategies: dict[str, StrategySettings] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        name = path.stem
+        if not _STRATEGY_NAME.match(name) or name in _RESERVED_STRATEGY_NAMES:
+            raise ConfigError(
+                str(path),
+                "(file name)",
+                "a strategy name must be 1-40 of a-z, 0-9, _ starting with a letter, and not "
+                f"one of {', '.join(sorted(_RESERVED_STRATEGY_NAMES))}",
+            )
+        raw = _read_yaml(path)
+        if "name" in raw and raw["name"] != name:
+            raise ConfigError(str(path), "name", f"must equal the file name ({name!r}) or be left out")
+        risk_override = raw.get("risk") or {}
+        if not isinstance(risk_override, dict):
+            raise ConfigError(str(path), "risk", "expected a mapping of risk.yaml keys")
+        raw = {
+            **raw,
+            "name": name,
+            "risk": _deep_merge(risk.model_dump(), risk_override),
+        }
+        try:
+            strategies[name] = StrategySettings.model_validate(raw)
+        except ValidationError as exc:
+            raise _first_error(path, exc) from exc
+    return strategies
