@@ -340,7 +340,7 @@ class EvtSettings(_Strict):
     enabled: bool = True
     threshold_quantile: float = Field(default=0.90, gt=0.5, lt=1)
     min_exceedances: Annotated[int, Field(ge=10)] = 20
-    refit_every_sessions: Annotated[int, Field(ge=1, le=252)] = 5
+    refit_every_sessions: Annotated[int, Field(ge=1, le=252)] = 21
 
 
 class DrawdownSettings(_Strict):
@@ -410,6 +410,9 @@ class AlphaSettings(_Strict):
     weights: dict[str, dict[str, NonNegative]]
     regime_weighting: Literal["probability", "label"] = "probability"
     prediction_horizon: Annotated[int, Field(ge=1, le=63)] = 5
+    prediction_scale: float = Field(
+        default=0.1, gt=0, description="prediction alpha = tanh((p_up - p_down) / scale)"
+    )
     disagreement_penalty: NonNegative = 0.5  # beta in exp(-beta * Var)
     normalization: Literal["robust_zscore", "none"] = "robust_zscore"
     zscore_scale: float = Field(default=2.0, gt=0, description="alpha = tanh(z / scale)")

@@ -1,0 +1,25 @@
+"""Risk: tail measures (hybrid VaR/CVaR, EVT) and the sizing engine that turns alpha scores
+into target weights under the limits of ``configs/risk.yaml``. Pure domain code."""
+
+from quant_assets.risk.measures import GpdTail, TailRisk, fit_gpd_tail, portfolio_tail_risk
+from quant_assets.risk.positions import (
+    POSITION_COLUMNS,
+    PositionsResult,
+    PositionState,
+    history_sessions,
+    size_positions,
+    state_lookback_sessions,
+)
+
+__all__ = [
+    "POSITION_COLUMNS",
+    "GpdTail",
+    "PositionState",
+    "PositionsResult",
+    "TailRisk",
+    "fit_gpd_tail",
+    "history_sessions",
+    "portfolio_tail_risk",
+    "size_positions",
+    "state_lookback_sessions",
+]
