@@ -78,12 +78,12 @@ def materialize(
     """Materialise assets (and everything upstream) through Dagster for a date range."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from quant_assets.defs.runner import PIPELINE_ASSETS, RunOutcome, RunPlan, materialize
+    from quant_assets.defs.runner import RunOutcome, RunPlan, materialize, pipeline_assets
 
     try:
         settings = _settings(config)
         chosen = (
-            list(PIPELINE_ASSETS)
+            list(pipeline_assets(settings))
             if select.strip() == "all"
             else [s.strip() for s in select.split(",") if s.strip()]
         )

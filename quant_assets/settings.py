@@ -388,7 +388,12 @@ class RiskSettings(_Strict):
     evt: EvtSettings = EvtSettings()
     drawdown: DrawdownSettings = DrawdownSettings()
     circuit_breakers: CircuitBreakerSettings = CircuitBreakerSettings()
-    regime_multipliers: dict[str, Fraction] = {"bull": 1.0, "choppy": 0.7, "bear": 0.5, "crash": 0.0}
+    regime_multipliers: dict[str, Fraction] = {
+        "bull": 1.0,
+        "choppy": 0.7,
+        "bear": 0.5,
+        "crash": 0.0,
+    }
 
     @field_validator("regime_multipliers")
     @classmethod
@@ -646,7 +651,9 @@ def load_strategies(directory: Path, risk: RiskSettings) -> dict[str, StrategySe
             )
         raw = _read_yaml(path)
         if "name" in raw and raw["name"] != name:
-            raise ConfigError(str(path), "name", f"must equal the file name ({name!r}) or be left out")
+            raise ConfigError(
+                str(path), "name", f"must equal the file name ({name!r}) or be left out"
+            )
         risk_override = raw.get("risk") or {}
         if not isinstance(risk_override, dict):
             raise ConfigError(str(path), "risk", "expected a mapping of risk.yaml keys")

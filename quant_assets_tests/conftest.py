@@ -87,10 +87,31 @@ FAST_MODELS = {
 }
 
 
-def write_fast_model_configs(project: Project) -> Project:
-    """Small, quick model settings: yearly cut-offs after two years, few trees."""
+SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+FAST_PROMOTION = {"bootstrap_reps": 200}
+
+
+def write_fast_model_configs(project: Project, strategies: bool = True) -> Project:
+    """Small, quick model settings: yearly cut-offs after two years, few trees; the shipped
+    risk.yaml and strategies (with a smaller bootstrap for the reality check)."""
     (project.config_dir / "regimes.yaml").write_text(yaml.safe_dump(FAST_REGIMES))
     (project.config_dir / "models.yaml").write_text(yaml.safe_dump(FAST_MODELS))
+    if strategies:
+        write_strategies(project)
+    return project
+
+
+def write_strategies(project: Project, names: list[str] | None = None) -> Project:
+    """Copy the shipped risk.yaml and strategies (all, or ``names``) into the project."""
+    (project.config_dir / "risk.yaml").write_text((SHIPPED_CONFIGS / "risk.yaml").read_text())
+    folder = project.config_dir / "strategies"
+    folder.mkdir(exist_ok=True)
+    for path in sorted((SHIPPED_CONFIGS / "strategies").glob("*.yaml")):
+        if names is not None and path.stem not in names:
+            continue
+        config = yaml.safe_load(path.read_text())
+        config["promotion"] = {**config.get("promotion", {}), **FAST_PROMOTION}
+        (folder / path.name).write_text(yaml.safe_dump(config))
     return project
 
 

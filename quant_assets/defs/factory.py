@@ -17,6 +17,7 @@ from quant_assets.defs.io_manager import WarehouseIOManager
 from quant_assets.defs.model_assets import build_model_assets
 from quant_assets.defs.resources import WAREHOUSE_SCHEMA, WarehouseResource, warehouse_path
 from quant_assets.defs.sensors import universe_sync_sensor
+from quant_assets.defs.strategy_assets import build_strategy_assets
 from quant_assets.settings import Settings, data_home, load_settings
 
 # LightGBM's OpenMP threads busy-wait by default: with another process on a 2-core machine
@@ -34,7 +35,11 @@ def build_definitions(settings: Settings | None = None, home: Path | None = None
     home = home or data_home()
     database = str(warehouse_path(home))
     return dg.Definitions(
-        assets=[*build_assets(settings), *build_model_assets(settings)],
+        assets=[
+            *build_assets(settings),
+            *build_model_assets(settings),
+            *build_strategy_assets(settings),
+        ],
         sensors=[universe_sync_sensor],
         resources={
             "warehouse_io_manager": WarehouseIOManager(database=database, schema=WAREHOUSE_SCHEMA),

@@ -26,23 +26,24 @@ class WarehouseResource(dg.ConfigurableResource):
     database: str
     schema_name: str = WAREHOUSE_SCHEMA
 
-    def table_exists(self, table: str) -> bool:
+    def table_exists(self, table: str, schema: str | None = None) -> bool:
         with duckdb.connect(self.database) as conn:
             row = conn.execute(
                 "select count(*) from information_schema.tables "
                 "where table_schema = ? and table_name = ?",
-                [self.schema_name, table],
+                [schema or self.schema_name, table],
             ).fetchall()
         return bool(row and row[0][0])
 
-    def read_sql(self, template: str, table: str, params: list | None = None) -> pl.DataFrame:
+    def read_sql(
+        self, template: str, table: str, params: list | None = None, schema: str | None = None
+    ) -> pl.DataFrame:
         """Run ``template`` with ``{table}`` replaced by the qualified table name."""
-        if not table.isidentifier():
-            raise ValueError(f"not a table name: {table!r}")
+        schema = schema or self.schema_name
+        if not table.isidentifier() or not schema.isidentifier():
+            raise ValueError(f"not a table name: {schema!r}.{table!r}")
         with duckdb.connect(self.database) as conn:
-            return conn.execute(
-                template.format(table=f"{self.schema_name}.{table}"), params or []
-            ).pl()
+            return conn.execute(template.format(table=f"{schema}.{table}"), params or []).pl()
 
     def read(
         self,
@@ -52,11 +53,12 @@ class WarehouseResource(dg.ConfigurableResource):
         end: date | None = None,
         tickers: list[str] | tuple[str, ...] | None = None,
         columns: list[str] | None = None,
+        schema: str | None = None,
     ) -> pl.DataFrame:
         """Rows of ``table`` with ``start <= date < end`` and ticker in ``tickers`` (if given)."""
         sql, params = select_rows(
             table,
-            schema=self.schema_name,
+            schema=schema or self.schema_name,
             start=start,
             end_exclusive=end,
             tickers=tickers,

@@ -21,6 +21,7 @@ from dagster._core.instance.ref import InstanceRef
 from quant_assets.defs.factory import build_definitions
 from quant_assets.defs.partitions import DATE_DIMENSION, TICKER_PARTITIONS, window_start_of
 from quant_assets.defs.sensors import universe_partition_requests
+from quant_assets.defs.strategy_assets import report_asset_names, strategy_asset_names
 from quant_assets.errors import QuantAssetsError
 from quant_assets.features.build import lookback_periods
 from quant_assets.settings import Settings
@@ -31,7 +32,8 @@ from quant_assets.tickers import validate_tickers
 # Dagster: partitions of a failed range run are not marked failed, only not materialised.
 os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
 
-# ``--select all``: every leaf of the graph (upstream assets follow).
+# ``--select all``: every leaf of the graph (upstream assets follow), plus every strategy's
+# report (see :func:`pipeline_assets`).
 PIPELINE_ASSETS: tuple[str, ...] = ("signals", "labels", "predictions")
 DATA_ASSETS: tuple[str, ...] = ("signals",)  # bars, benchmark, features, signals
 
@@ -102,6 +104,16 @@ def sync_ticker_partitions(instance: dg.DagsterInstance, tickers: Sequence[str])
                 instance.delete_dynamic_partition(name, key)
 
 
+def pipeline_assets(settings: Settings) -> tuple[str, ...]:
+    """What ``--select all`` materialises: the data and model leaves and every report."""
+    return (*PIPELINE_ASSETS, *report_asset_names(settings))
+
+
+def asset_key(name: str) -> dg.AssetKey:
+    """``hybrid_alpha/backtest`` -> AssetKey(["hybrid_alpha", "backtest"])."""
+    return dg.AssetKey.from_user_string(name)
+
+
 def selection_closure(defs: dg.Definitions, select: Sequence[str]) -> list[str]:
     """The selected assets and everything upstream of them (like ``*signals``)."""
     graph = defs.resolve_asset_graph()
@@ -111,7 +123,7 @@ def selection_closure(defs: dg.Definitions, select: Sequence[str]) -> list[str]:
         raise QuantAssetsError(
             f"unknown asset(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
-    selection = dg.AssetSelection.assets(*select).upstream()
+    selection = dg.AssetSelection.assets(*(asset_key(s) for s in select)).upstream()
     keys = selection.resolve(graph)
     return sorted(k.to_user_string() for k in keys)
 
@@ -127,6 +139,13 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("predictions",),
 )
 CUTOFF_ASSETS = ("regime_model", "next_state_model")
+
+
+def stages(settings: Settings) -> tuple[tuple[str, ...], ...]:
+    """:data:`STAGES`, then every strategy's date × ticker assets (one run: they share the
+    partitions), then the reports (unpartitioned: one run)."""
+    extra = [tuple(strategy_asset_names(settings)), tuple(report_asset_names(settings))]
+    return (*STAGES, *(stage for stage in extra if stage))
 
 
 def _date_range(
@@ -212,12 +231,14 @@ def plan_runs(
     blocks = _ticker_blocks(settings, tickers)
     done_models = materialized_models or {}
     plans: list[RunPlan] = []
-    for stage in STAGES:
+    for stage in stages(settings):
         members = tuple(a for a in stage if a in assets)
         if not members:
             continue
-        partitions_def = graph.get(dg.AssetKey(members[0])).partitions_def
-        if members == ("benchmark_bars",):
+        partitions_def = graph.get(asset_key(members[0])).partitions_def
+        if partitions_def is None:
+            plans.append(RunPlan(members, "", "", 1, f"{', '.join(members)} (whole history)"))
+        elif members == ("benchmark_bars",):
             keys = date_def.get_partition_keys()
             index = keys.index(chosen[0])
             lookback = _benchmark_lookback(settings, assets)
@@ -287,14 +308,14 @@ def execute_plan(defs: dg.Definitions, instance: dg.DagsterInstance, plan: RunPl
     """Run one plan in-process on ``instance``; never raises for a failed run."""
     job = defs.resolve_implicit_global_asset_job_def()
     started = time.perf_counter()
+    tags = {"quant_assets/launched_by": "cli"}
+    if plan.range_start:
+        tags["dagster/asset_partition_range_start"] = plan.range_start
+        tags["dagster/asset_partition_range_end"] = plan.range_end
     result = job.execute_in_process(
         instance=instance,
-        asset_selection=[dg.AssetKey(a) for a in plan.assets],
-        tags={
-            "dagster/asset_partition_range_start": plan.range_start,
-            "dagster/asset_partition_range_end": plan.range_end,
-            "quant_assets/launched_by": "cli",
-        },
+        asset_selection=[asset_key(a) for a in plan.assets],
+        tags=tags,
         raise_on_error=False,
         # Events still go to the instance (and the UI); the terminal shows our progress only.
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},

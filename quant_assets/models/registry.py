@@ -235,6 +235,44 @@ class ModelRegistry:
             version = self._register(name, info.model_uri, run.info.run_id, all_tags)
         return self._record(name, str(version.version), run.info.run_id, info.model_uri, False)
 
+    def log_evaluation(
+        self,
+        *,
+        run_name: str,
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        tags: dict[str, str],
+        files: list[Path],
+        tables: dict[str, pd.DataFrame] | None = None,
+        sha: str,
+    ) -> str:
+        """Log one run without a model (a strategy's evaluation); return its run id.
+
+        A run of this experiment with the same ``run_name`` and content ``sha`` is reused, so
+        re-materialising an unchanged report does not add a run.
+        """
+        import mlflow
+
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.content_sha256 = '{sha}' and tags.mlflow.runName = '{run_name}'",
+            max_results=1,
+        )
+        if found:
+            return str(found[0].info.run_id)
+        with mlflow.start_run(
+            experiment_id=self.experiment_id,
+            run_name=run_name,
+            tags={"content_sha256": sha, **tags},
+        ) as run:
+            mlflow.log_params({k: _param(v) for k, v in params.items()})
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if _finite(v)})
+            for path in files:
+                mlflow.log_artifact(str(path))
+            for table_name, table in (tables or {}).items():
+                mlflow.log_text(table.to_csv(index=False), f"{table_name}.csv")
+        return str(run.info.run_id)
+
     def _register(self, name: str, source: str, run_id: str, tags: dict[str, str]) -> Any:
         # The client, not mlflow.register_model: the same calls without printing to stderr.
         from mlflow.exceptions import MlflowException
@@ -300,6 +338,14 @@ def _set_tracking_uri(uri: str) -> None:
     _URIS_WE_SET.add(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+
+
+def _finite(value: Any) -> bool:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    return number == number and abs(number) != float("inf")
 
 
 def _param(value: Any) -> str:

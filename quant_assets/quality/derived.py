@@ -127,3 +127,69 @@ def validate_predictions(
         ),
     ]
     return validate(frame, "predictions", expectations)
+
+
+def validate_alpha_scores(alpha: pl.DataFrame) -> ValidationReport:
+    """``alpha_scores``: one row per (ticker, date), score in [-1, 1], confidence in [0, 1]."""
+    import great_expectations.expectations as gxe
+
+    expectations: list[object] = [
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["ticker", "date"]),
+        gxe.ExpectColumnValuesToBeBetween(column="alpha_score", min_value=-1, max_value=1),
+        gxe.ExpectColumnValuesToNotBeNull(column="confidence"),
+        gxe.ExpectColumnValuesToBeBetween(column="confidence", min_value=0, max_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="disagreement", min_value=0, max_value=_FINITE),
+    ]
+    return validate(alpha, "alpha_scores", expectations)
+
+
+def validate_positions(
+    positions: pl.DataFrame, max_weight: float, max_gross_leverage: float, long_only: bool
+) -> ValidationReport:
+    """``positions``: every weight within the per-name cap (and >= 0 long-only), every date's
+    gross exposure within the leverage cap, a decision and reason codes on every row."""
+    import great_expectations.expectations as gxe
+
+    tolerance = 1e-9  # caps are applied by scaling in floating point
+    frame = positions.with_columns(
+        pl.col("target_weight").abs().sum().over("date").alias("gross_from_rows")
+    )
+    expectations: list[object] = [
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["ticker", "date"]),
+        gxe.ExpectColumnValuesToNotBeNull(column="target_weight"),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="target_weight",
+            min_value=0.0 if long_only else -max_weight - tolerance,
+            max_value=max_weight + tolerance,
+        ),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="gross_from_rows", min_value=0, max_value=max_gross_leverage + tolerance
+        ),
+        gxe.ExpectColumnValuesToBeInSet(
+            column="decision", value_set=["EXECUTE_BUY", "EXECUTE_SELL", "HOLD", "REJECT"]
+        ),
+        gxe.ExpectColumnValuesToNotBeNull(column="reason_codes"),
+    ]
+    return validate(frame, "positions", expectations)
+
+
+def validate_backtest(book: pl.DataFrame) -> ValidationReport:
+    """``backtest``: equity = cash + Σ shares × mark every date (1e-9 relative), equity finite
+    and never null, one row per (ticker, date)."""
+    import great_expectations.expectations as gxe
+
+    holdings = (pl.col("shares") * pl.col("mark_price")).fill_nan(0.0).fill_null(0.0)
+    frame = book.with_columns(
+        (
+            (pl.col("cash") + holdings.sum().over("date") - pl.col("equity")).abs()
+            / pl.col("equity").abs().clip(lower_bound=1.0)
+        ).alias("accounting_error")
+    )
+    expectations: list[object] = [
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["ticker", "date"]),
+        gxe.ExpectColumnValuesToNotBeNull(column="equity"),
+        gxe.ExpectColumnValuesToBeBetween(column="equity", min_value=-_FINITE, max_value=_FINITE),
+        gxe.ExpectColumnValuesToNotBeNull(column="accounting_error"),
+        gxe.ExpectColumnValuesToBeBetween(column="accounting_error", min_value=0, max_value=1e-9),
+    ]
+    return validate(frame, "backtest", expectations)

@@ -4,8 +4,10 @@ into target weights under the limits of ``configs/risk.yaml``. Pure domain code.
 from quant_assets.risk.measures import GpdTail, TailRisk, fit_gpd_tail, portfolio_tail_risk
 from quant_assets.risk.positions import (
     POSITION_COLUMNS,
+    BreakerState,
     PositionsResult,
     PositionState,
+    advance_breaker,
     history_sessions,
     size_positions,
     state_lookback_sessions,
@@ -13,10 +15,12 @@ from quant_assets.risk.positions import (
 
 __all__ = [
     "POSITION_COLUMNS",
+    "BreakerState",
     "GpdTail",
     "PositionState",
     "PositionsResult",
     "TailRisk",
+    "advance_breaker",
     "fit_gpd_tail",
     "history_sessions",
     "portfolio_tail_risk",

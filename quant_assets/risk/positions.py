@@ -237,6 +237,70 @@ def _fmt(value: float) -> str:
     return f"{value:.4f}"
 
 
+@dataclass(frozen=True)
+class BreakerState:
+    """Circuit-breaker state: ``state`` in :data:`BREAKER_STATES`, sessions spent in it (or
+    in the current recovery stage) and the recovery stage index."""
+
+    state: str = "normal"
+    sessions: int = 0
+    stage: int = 0
+
+
+def advance_breaker(
+    current: BreakerState,
+    *,
+    drawdown: float,
+    vol: float,
+    var: float,
+    risk: RiskSettings,
+    target_volatility: float,
+) -> tuple[BreakerState, float, list[str]]:
+    """One session of the circuit breaker (seed 003 §7.4-7.6); returns the new state, the
+    exposure scale it allows and its reason codes.
+
+    - kill switch: drawdown >= ``kill_switch`` → flat for good;
+    - tier 3, freeze: drawdown > ``max_drawdown`` and realised vol > ``freeze_vol_multiple``
+      × target → flat; after ``cooldown_sessions`` and once vol < ``recovery_vol_multiple`` ×
+      target, recovery climbs ``recovery_stages``, one stage per ``sessions_per_stage`` calm
+      sessions, back to normal;
+    - tier 2, defensive: VaR > ``defensive_var_multiple`` × its limit or vol >
+      ``defensive_vol_multiple`` × target → ``defensive_scale``;
+    - otherwise normal (tier 1, scaling VaR onto its limit, is the VaR overlay itself).
+    """
+    cb, dd = risk.circuit_breakers, risk.drawdown
+    state, sessions = current.state, current.sessions
+    if state == "killed" or (dd.kill_switch is not None and drawdown >= dd.kill_switch):
+        codes = [f"KILL_SWITCH:drawdown>={_fmt(dd.kill_switch or 0.0)}"]
+        return BreakerState("killed", sessions + 1, 0), 0.0, codes
+    freeze = drawdown > dd.max_drawdown and vol > cb.freeze_vol_multiple * target_volatility
+    if freeze and state != "frozen":
+        codes = [f"BREAKER_FREEZE:drawdown={_fmt(drawdown)},vol={_fmt(vol)}"]
+        return BreakerState("frozen", 1, 0), 0.0, codes
+    calm = vol < cb.recovery_vol_multiple * target_volatility
+    if state == "frozen":
+        if sessions >= cb.cooldown_sessions and calm:
+            scale = cb.recovery_stages[0]
+            return BreakerState("recovery", 1, 0), scale, [f"RECOVERY_STAGE_1:x{_fmt(scale)}"]
+        return BreakerState("frozen", sessions + 1, 0), 0.0, [f"BREAKER_FROZEN:{sessions + 1}"]
+    if state == "recovery":
+        stage = current.stage
+        if sessions >= cb.sessions_per_stage and calm:
+            stage, sessions = stage + 1, 0
+        if stage >= len(cb.recovery_stages) - 1:
+            return BreakerState("normal", 0, 0), 1.0, ["RECOVERY_COMPLETE"]
+        scale = cb.recovery_stages[stage]
+        codes = [f"RECOVERY_STAGE_{stage + 1}:x{_fmt(scale)}"]
+        return BreakerState("recovery", sessions + 1, stage), scale, codes
+    if var > cb.defensive_var_multiple * risk.var.limit or (
+        vol > cb.defensive_vol_multiple * target_volatility
+    ):
+        codes = [f"BREAKER_DEFENSIVE:x{_fmt(cb.defensive_scale)},var={_fmt(var)},vol={_fmt(vol)}"]
+        sessions = sessions + 1 if state == "defensive" else 1
+        return BreakerState("defensive", sessions, 0), cb.defensive_scale, codes
+    return BreakerState(), 1.0, []
+
+
 class _Book:
     """The sequential part: paper equity, breakers, turnover. One instance per run."""
 
@@ -273,45 +337,22 @@ class _Book:
         return paper_return, drawdown, vol
 
     def breaker(self, drawdown: float, vol: float, var: float) -> tuple[float, list[str]]:
-        """Advance the circuit-breaker state machine; return its scale and reason codes."""
-        cb = self.risk.circuit_breakers
-        dd = self.risk.drawdown
-        target = self.sizing.target_volatility
-        state, sessions = self.breaker_state, self.breaker_sessions
-        if state == "killed" or (dd.kill_switch is not None and drawdown >= dd.kill_switch):
-            self.breaker_state, self.breaker_sessions = "killed", sessions + 1
-            return 0.0, [f"KILL_SWITCH:drawdown>={_fmt(dd.kill_switch or 0.0)}"]
-        freeze = drawdown > dd.max_drawdown and vol > cb.freeze_vol_multiple * target
-        if freeze and state != "frozen":
-            self.breaker_state, self.breaker_sessions, self.recovery_stage = "frozen", 1, 0
-            return 0.0, [f"BREAKER_FREEZE:drawdown={_fmt(drawdown)},vol={_fmt(vol)}"]
-        calm = vol < cb.recovery_vol_multiple * target
-        if state == "frozen":
-            if sessions >= cb.cooldown_sessions and calm:
-                self.breaker_state, self.breaker_sessions, self.recovery_stage = "recovery", 1, 0
-                scale = cb.recovery_stages[0]
-                return scale, [f"RECOVERY_STAGE_1:x{_fmt(scale)}"]
-            self.breaker_sessions = sessions + 1
-            return 0.0, [f"BREAKER_FROZEN:session_{sessions + 1}"]
-        if state == "recovery":
-            stage = self.recovery_stage
-            if sessions >= cb.sessions_per_stage and calm:
-                stage, sessions = stage + 1, 0
-            if stage >= len(cb.recovery_stages) - 1:
-                self.breaker_state, self.breaker_sessions, self.recovery_stage = "normal", 0, 0
-                return 1.0, ["RECOVERY_COMPLETE"]
-            self.recovery_stage, self.breaker_sessions = stage, sessions + 1
-            scale = cb.recovery_stages[stage]
-            return scale, [f"RECOVERY_STAGE_{stage + 1}:x{_fmt(scale)}"]
-        var_limit = self.risk.var.limit
-        if var > cb.defensive_var_multiple * var_limit or vol > cb.defensive_vol_multiple * target:
-            self.breaker_state = "defensive"
-            self.breaker_sessions = sessions + 1 if state == "defensive" else 1
-            return cb.defensive_scale, [
-                f"BREAKER_DEFENSIVE:x{_fmt(cb.defensive_scale)},var={_fmt(var)},vol={_fmt(vol)}"
-            ]
-        self.breaker_state, self.breaker_sessions = "normal", 0
-        return 1.0, []
+        """Advance the circuit breaker one session; return its scale and reason codes."""
+        current = BreakerState(self.breaker_state, self.breaker_sessions, self.recovery_stage)
+        after, scale, codes = advance_breaker(
+            current,
+            drawdown=drawdown,
+            vol=vol,
+            var=var,
+            risk=self.risk,
+            target_volatility=self.sizing.target_volatility,
+        )
+        self.breaker_state, self.breaker_sessions, self.recovery_stage = (
+            after.state,
+            after.sessions,
+            after.stage,
+        )
+        return scale, codes
 
     def drawdown_scale(self, drawdown: float) -> float:
         dd = self.risk.drawdown

@@ -1,0 +1,216 @@
+"""The backtest report of one strategy: read the stored book, evaluate, write HTML, log to MLflow.
+
+The Dagster edge of :mod:`quant_assets.backtest.evaluation` (which holds the logic).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from quant_assets.defs.common import markdown
+from quant_assets.defs.resources import WarehouseResource
+from quant_assets.settings import Settings, StrategySettings
+
+REPORTS_DIR = "reports"
+STRATEGY_EXPERIMENT = "strategies"
+
+# Metrics in the summary table, with how to show them.
+SUMMARY = {
+    "total_return": "pct",
+    "annualized_return": "pct",
+    "annualized_volatility": "pct",
+    "sharpe": "ratio",
+    "sortino": "ratio",
+    "max_drawdown": "pct",
+    "calmar": "ratio",
+    "win_rate": "pct",
+    "average_daily_turnover": "pct",
+    "average_gross_exposure": "pct",
+    "alpha_annualized": "pct",
+    "beta": "ratio",
+    "information_ratio": "ratio",
+    "deflated_sharpe": "ratio",
+    "spa_pvalue": "ratio",
+    "reality_check_pvalue": "ratio",
+}
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    row: pl.DataFrame
+    metadata: dict
+    decision: str
+    reason: str
+
+
+def format_metric(value: float | None, kind: str) -> str:
+    if value is None or not np.isfinite(value):
+        return "-"
+    return f"{value:.2%}" if kind == "pct" else f"{value:.3f}"
+
+
+def report_path(home: Path, strategy: str) -> Path:
+    return home / REPORTS_DIR / f"{strategy}.html"
+
+
+def _book(warehouse: WarehouseResource, strategy: str) -> pl.DataFrame:
+    if not warehouse.table_exists("backtest", schema=strategy):
+        return pl.DataFrame()
+    return warehouse.read_sql(
+        "select date, ticker, pnl, equity, portfolio_return, gross_exposure, net_exposure, "
+        "turnover from {table} order by date, ticker",
+        "backtest",
+        schema=strategy,
+    )
+
+
+def build_report(
+    settings: Settings, strategy: StrategySettings, warehouse: WarehouseResource, home: Path
+) -> ReportOutcome:
+    """Evaluate ``strategy`` from the warehouse; write its HTML report and MLflow run."""
+    from quant_assets.backtest.evaluation import daily_portfolio, evaluate_strategy
+    from quant_assets.backtest.report import write_html_report
+
+    name = strategy.name
+    book = _book(warehouse, name)
+    if book.is_empty():
+        raise dg.Failure(description=f"{name}/backtest has no rows: materialise it first")
+    start, end = book["date"].min(), book["date"].max()
+    alpha = warehouse.read_sql(
+        "select date, ticker, alpha_score from {table}", "alpha_scores", schema=name
+    )
+    regimes = warehouse.read("regimes", columns=["date", "regime_label"])
+    benchmark = warehouse.read("benchmark_bars", columns=["date", "close"]).drop_nulls()
+    others = {}
+    for other in settings.strategies:
+        if other == name:
+            continue
+        other_book = _book(warehouse, other)
+        if not other_book.is_empty():
+            others[other] = daily_portfolio(other_book)
+    try:
+        evaluation = evaluate_strategy(
+            strategy, book, alpha, regimes, benchmark, others, list(settings.strategies)
+        )
+    except ValueError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    decision = "promoted" if evaluation.promoted else "refused"
+    reason = "; ".join(evaluation.reasons)
+
+    daily = daily_portfolio(book)
+    bench = (
+        daily.select("date")
+        .join(benchmark, on="date", how="left")
+        .with_columns(pl.col("close").forward_fill().backward_fill())
+    )
+    bench_close = bench["close"].to_numpy()
+    path = write_html_report(
+        report_path(home, name),
+        strategy=name,
+        dates=daily["date"].to_list(),
+        equity=daily["equity"].to_numpy(),
+        benchmark_equity=bench_close * (daily["equity"][0] / bench_close[0])
+        if len(bench_close) and np.isfinite(bench_close[0])
+        else None,
+        gross_exposure=daily["gross_exposure"].to_numpy(),
+        net_exposure=daily["net_exposure"].to_numpy(),
+        returns=daily["portfolio_return"].to_numpy(),
+        pnl_by_regime=evaluation.pnl_by_regime,
+        pnl_by_bucket=evaluation.pnl_by_bucket,
+        metrics={
+            **{k: format_metric(evaluation.metrics.get(k), v) for k, v in SUMMARY.items()},
+            "period": f"{start} .. {end}",
+            "decision": decision,
+        },
+        notes=[
+            f"Promotion: {decision}",
+            *evaluation.reasons,
+            f"Compared in the reality check: {', '.join(evaluation.compared)}",
+            strategy.description,
+        ],
+    )
+    sha = hashlib.sha256(
+        json.dumps(
+            [strategy.model_dump(mode="json"), evaluation.metrics, str(start), str(end)],
+            sort_keys=True,
+            default=str,
+        ).encode()
+    ).hexdigest()
+    registry = _registry(settings, home)
+    run_id = registry.log_evaluation(
+        run_name=name,
+        params={
+            "strategy": name,
+            "period_start": str(start),
+            "period_end": str(end),
+            "alpha": strategy.alpha.model_dump(mode="json"),
+            "sizing": strategy.sizing.model_dump(mode="json"),
+            "backtest": strategy.backtest.model_dump(mode="json"),
+            "risk": strategy.risk.model_dump(mode="json"),
+            "promotion": strategy.promotion.model_dump(mode="json"),
+        },
+        metrics=evaluation.metrics,
+        tags={"strategy": name, "promotion": decision, "promotion_reason": reason[:5000]},
+        files=[path],
+        tables={
+            "pnl_by_regime": evaluation.pnl_by_regime.to_pandas(),
+            "pnl_by_signal_bucket": evaluation.pnl_by_bucket.to_pandas(),
+        },
+        sha=sha,
+    )
+    row = pl.DataFrame(
+        [
+            {
+                "strategy": name,
+                "period_start": start,
+                "period_end": end,
+                **{k: float(v) for k, v in evaluation.metrics.items()},
+                "promoted": evaluation.promoted,
+                "promotion_reason": reason,
+                "compared_strategies": ", ".join(evaluation.compared),
+                "report_path": str(path),
+                "mlflow_run_id": run_id,
+            }
+        ]
+    )
+    summary = pl.DataFrame(
+        {
+            "metric": list(SUMMARY),
+            "value": [format_metric(evaluation.metrics.get(k), v) for k, v in SUMMARY.items()],
+        }
+    )
+    metadata = {
+        "period": f"{start} .. {end}",
+        "promotion": decision,
+        "promotion_reason": reason,
+        "summary": dg.MetadataValue.md(markdown(summary)),
+        "pnl_by_regime": dg.MetadataValue.md(markdown(_rounded(evaluation.pnl_by_regime))),
+        "report": dg.MetadataValue.path(str(path)),
+        "mlflow_run": dg.MetadataValue.url(registry.run_url(run_id)),
+        **{
+            k: dg.MetadataValue.float(float(v))
+            for k, v in evaluation.metrics.items()
+            if np.isfinite(v)
+        },
+    }
+    return ReportOutcome(row=row, metadata=metadata, decision=decision, reason=reason)
+
+
+def _rounded(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(pl.col(pl.Float64).round(2))
+
+
+def _registry(settings: Settings, home: Path):
+    from quant_assets.models.registry import ModelRegistry
+
+    mlflow_cfg = settings.models.mlflow
+    return ModelRegistry(
+        mlflow_cfg, home, experiment=f"{mlflow_cfg.experiment}/{STRATEGY_EXPERIMENT}"
+    )
