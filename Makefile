@@ -28,12 +28,14 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 
 install: $(STAMP) ## create .venv from uv.lock
 
-demo: install ## materialise the whole graph (bars -> regimes -> models -> predictions), bundled data
+demo: install ## materialise the whole graph (bars -> models -> strategies -> reports), bundled data
 	$(BIN)/quant-assets materialize --select all
 	$(BIN)/quant-assets inspect-signals AAPL --limit 5
 	$(BIN)/quant-assets inspect-predictions AAPL --limit 5
 	$(BIN)/quant-assets models
 	$(BIN)/quant-assets status
+	$(BIN)/quant-assets compare hybrid_alpha trend_only mean_reversion_only
+	$(BIN)/quant-assets report
 
 lint: install
 	$(BIN)/ruff check .

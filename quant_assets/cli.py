@@ -1,5 +1,5 @@
 """``quant-assets``: run the asset graph, export tables, inspect signals and predictions,
-list the walk-forward models, show status."""
+list the walk-forward models, report and compare strategies, show status."""
 
 from __future__ import annotations
 
@@ -296,6 +296,75 @@ def models(config: ConfigOption = None) -> None:
         f"{mlflow_cfg.experiment}/next_state and /regime_hmm; "
         f"`make mlflow-ui` → {mlflow_cfg.ui_url}"
     )
+
+
+def _strategy(settings: Settings, name: str) -> str:
+    if name not in settings.strategies:
+        known = ", ".join(settings.strategies) or "none"
+        raise QuantAssetsError(
+            f"unknown strategy {name!r}; configured in {settings.config_dir / 'strategies'}: "
+            f"{known}"
+        )
+    return name
+
+
+def _report_rows(config: Path | None, names: list[str]) -> list[dict]:
+    from quant_assets.store import read_report
+
+    settings = _settings(config)
+    home = data_home()
+    return [read_report(home, _strategy(settings, name)) for name in names]
+
+
+def _metric_table(title: str, reports: list[dict]) -> Table:
+    from quant_assets.defs.reporting import SUMMARY, format_metric
+
+    table = Table(title=title)
+    table.add_column("metric")
+    for report in reports:
+        table.add_column(report["strategy"], justify="right")
+    table.add_row("period", *(f"{r['period_start']} .. {r['period_end']}" for r in reports))
+    for metric, kind in SUMMARY.items():
+        table.add_row(metric, *(format_metric(r.get(metric), kind) for r in reports))
+    table.add_row("promoted", *("yes" if r["promoted"] else "no" for r in reports))
+    return table
+
+
+@app.command()
+def report(
+    strategy: Annotated[str, typer.Argument(help="Strategy name (a file in strategies/)")],
+    config: ConfigOption = None,
+) -> None:
+    """A strategy's backtest report: metrics, promotion decision, HTML and MLflow run."""
+    try:
+        (row,) = _report_rows(config, [strategy])
+    except QuantAssetsError as exc:
+        _fail(exc)
+        return
+    console.print(_metric_table(f"backtest report: {strategy}", [row]))
+    console.print(
+        f"promotion: {'promoted' if row['promoted'] else 'refused'} — {row['promotion_reason']}"
+    )
+    console.print(f"HTML report: {row['report_path']}")
+    console.print(f"MLflow run:  {row['mlflow_run_id']} (`make mlflow-ui`)")
+
+
+@app.command()
+def compare(
+    strategies: Annotated[list[str], typer.Argument(help="Two or more strategy names")],
+    config: ConfigOption = None,
+) -> None:
+    """Strategies side by side: the metrics of their stored reports."""
+    try:
+        if len(strategies) < 2:
+            raise QuantAssetsError("compare needs at least two strategies")
+        rows = _report_rows(config, strategies)
+    except QuantAssetsError as exc:
+        _fail(exc)
+        return
+    console.print(_metric_table("strategies compared", rows))
+    for row in rows:
+        console.print(f"{row['strategy']}: {row['report_path']}")
 
 
 @app.command()

@@ -120,15 +120,42 @@ def table_summary(home: Path) -> list[tuple]:
     except QuantAssetsError:
         return [(t, 0, 0, "-", "-") for t in TABLES]
     with conn:
-        for table in TABLES:
-            if not _exists(conn, table):
-                out.append((table, 0, 0, "-", "-"))
+        strategy_tables = conn.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_schema not in (?, 'main') and table_name in "
+            "('alpha_scores', 'positions', 'backtest') order by table_schema, table_name",
+            [SCHEMA],
+        ).fetchall()
+        names = [(SCHEMA, t) for t in TABLES] + [(s, t) for s, t in strategy_tables]
+        for schema, table in names:
+            label = table if schema == SCHEMA else f"{schema}.{table}"
+            if schema == SCHEMA and not _exists(conn, table):
+                out.append((label, 0, 0, "-", "-"))
                 continue
-            columns = {r[0] for r in conn.execute(f"describe {SCHEMA}.{table}").fetchall()}
+            columns = {r[0] for r in conn.execute(f"describe {schema}.{table}").fetchall()}
             key = "date" if "date" in columns else "cutoff"
             tickers = "count(distinct ticker)" if "ticker" in columns else "0"
             rows, count, first, last = conn.execute(
-                f"select count(*), {tickers}, min({key}), max({key}) from {SCHEMA}.{table}"
+                f"select count(*), {tickers}, min({key}), max({key}) from {schema}.{table}"
             ).fetchall()[0]
-            out.append((table, rows, count, first, last))
+            out.append((label, rows, count, first, last))
     return out
+
+
+def read_report(home: Path, strategy: str) -> dict:
+    """The stored ``backtest_report`` row of ``strategy`` as a dict."""
+    if not strategy.isidentifier():
+        raise QuantAssetsError(f"invalid strategy name {strategy!r}")
+    with _connect(home) as conn:
+        found = conn.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = ? and table_name = 'backtest_report'",
+            [strategy],
+        ).fetchall()[0][0]
+        if not found:
+            raise QuantAssetsError(
+                f"no report for strategy {strategy!r} yet: run "
+                f"`quant-assets materialize --select {strategy}/backtest_report`"
+            )
+        rows = conn.execute(f"select * from {strategy}.backtest_report").pl()
+    return rows.row(0, named=True)

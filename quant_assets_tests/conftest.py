@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -123,3 +123,40 @@ def make_project(tmp_path: Path) -> Callable[..., Project]:
         return write_project(tmp_path / f"project{next(counter)}", *args, **kwargs)
 
     return make
+
+
+PIPELINE_TICKERS = ["AAA", "BBB", "CCC", "DDD"]
+PIPELINE_START, PIPELINE_END = date(2015, 1, 1), date(2019, 12, 31)
+
+
+def new_pipeline_project(root: Path) -> Project:
+    """Four synthetic tickers over 2015-2019 at year grain, fast models, shipped strategies."""
+    project = write_project(root, PIPELINE_TICKERS, PIPELINE_START, PIPELINE_END, grain="year")
+    return write_fast_model_configs(project)
+
+
+def materialize_all(project: Project, select: list[str] | None = None, **kwargs) -> None:
+    """Materialise ``select`` (default: everything, reports included) and assert success."""
+    from quant_assets.defs.runner import materialize, pipeline_assets
+    from quant_assets.settings import load_settings
+
+    settings = load_settings(project.config_dir)
+    chosen = select if select is not None else list(pipeline_assets(settings))
+    outcomes = materialize(settings, project.home, chosen, **kwargs)
+    assert outcomes and all(o.success for o in outcomes), [o.error for o in outcomes]
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory) -> Iterator[Project]:
+    """The whole graph materialised once (bars → models → strategies → reports), shared by
+    the graph tests that only read it. Runs with the embedded MLflow store."""
+    import os
+
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        project = new_pipeline_project(tmp_path_factory.mktemp("pipeline"))
+        materialize_all(project)
+        yield project
+    finally:
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved

@@ -40,7 +40,7 @@ class Evaluation:
     metrics: dict[str, float]
     pnl_by_regime: pl.DataFrame
     pnl_by_bucket: pl.DataFrame
-    deflated: DeflatedSharpe
+    deflated: DeflatedSharpe | None
     reality: RealityCheck | None
     promoted: bool
     reasons: list[str] = field(default_factory=list)
@@ -137,7 +137,12 @@ def evaluate_strategy(
     ]
     n_trials = len(configured) + promotion.extra_trials
     variance = float(np.var(per_period_sharpes, ddof=1)) if len(per_period_sharpes) > 1 else 0.0
-    deflated = deflated_sharpe_ratio(returns, n_trials=n_trials, trial_sharpe_variance=variance)
+    deflated: DeflatedSharpe | None
+    try:
+        deflated = deflated_sharpe_ratio(returns, n_trials=n_trials, trial_sharpe_variance=variance)
+    except ValueError as exc:  # e.g. a book that never traded: no Sharpe to deflate
+        deflated = None
+        undefined = str(exc)
     display = [strategy.name if n == "__own" else n for n in names]
     reality = (
         reality_check(
@@ -154,7 +159,10 @@ def evaluate_strategy(
     )
     reasons: list[str] = []
     passed = True
-    if deflated.deflated_sharpe < promotion.min_deflated_sharpe:
+    if deflated is None:
+        passed = False
+        reasons.append(f"no deflated Sharpe: {undefined}")
+    elif deflated.deflated_sharpe < promotion.min_deflated_sharpe:
         passed = False
         reasons.append(
             f"deflated Sharpe {deflated.deflated_sharpe:.3f} < {promotion.min_deflated_sharpe} "
@@ -182,8 +190,10 @@ def evaluate_strategy(
         reasons.append(f"not compared with {', '.join(missing)} (no stored backtest)")
     metrics = {
         **metrics,
-        "deflated_sharpe": deflated.deflated_sharpe,
-        "expected_max_sharpe_annualized": deflated.expected_max_sharpe * np.sqrt(252),
+        "deflated_sharpe": deflated.deflated_sharpe if deflated else float("nan"),
+        "expected_max_sharpe_annualized": (
+            deflated.expected_max_sharpe * np.sqrt(252) if deflated else float("nan")
+        ),
         "n_trials": float(n_trials),
         "spa_pvalue": reality.spa_pvalue_consistent if reality else float("nan"),
         "reality_check_pvalue": reality.spa_pvalue_upper if reality else float("nan"),

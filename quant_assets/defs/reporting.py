@@ -126,7 +126,7 @@ def build_report(
         pnl_by_bucket=evaluation.pnl_by_bucket,
         metrics={
             **{k: format_metric(evaluation.metrics.get(k), v) for k, v in SUMMARY.items()},
-            "period": f"{start} .. {end}",
+            "period": f"{start!s} .. {end!s}",
             "decision": decision,
         },
         notes=[
@@ -187,7 +187,7 @@ def build_report(
         }
     )
     metadata = {
-        "period": f"{start} .. {end}",
+        "period": f"{start!s} .. {end!s}",
         "promotion": decision,
         "promotion_reason": reason,
         "summary": dg.MetadataValue.md(markdown(summary)),

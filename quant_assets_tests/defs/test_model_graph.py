@@ -14,7 +14,7 @@ import duckdb
 import numpy as np
 import polars as pl
 import pytest
-from conftest import write_fast_model_configs, write_project
+from conftest import materialize_all, new_pipeline_project, write_fast_model_configs, write_project
 
 from quant_assets.defs.runner import materialize, open_instance
 from quant_assets.models.registry import ModelRegistry
@@ -45,8 +45,9 @@ def run(project, select=EVERYTHING, **kwargs) -> None:
 
 
 def table(project, name: str) -> pl.DataFrame:
+    qualified = name if "." in name else f"market.{name}"
     with duckdb.connect(str(project.home / "warehouse.duckdb"), read_only=True) as conn:
-        return conn.execute(f"select * from market.{name}").pl()
+        return conn.execute(f"select * from {qualified}").pl()
 
 
 def sort(frame: pl.DataFrame) -> pl.DataFrame:
@@ -54,11 +55,10 @@ def sort(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.sort(keys)
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    project = new_project(tmp_path_factory.mktemp("models"))
-    run(project)
-    return project
+@pytest.fixture
+def built(pipeline):
+    """The whole graph, materialised once per session (conftest)."""
+    return pipeline
 
 
 def test_smoke_materialises_bars_to_predictions_for_four_tickers_over_five_years(built):
@@ -129,12 +129,20 @@ def test_each_date_is_predicted_by_the_champion_of_its_cutoff_window(built):
     assert (joined["model_version"] == joined["champion_version"]).all()
 
 
-def test_future_bars_do_not_change_past_regimes_models_or_predictions(built, tmp_path):
-    project = new_project(tmp_path)
-    run(project)
-    before = {n: table(project, n) for n in ("regimes", "predictions", "next_state_model")}
+STRATEGY_TABLES = [
+    f"{s}.{t}"
+    for s in ("hybrid_alpha", "trend_only", "mean_reversion_only")
+    for t in ("alpha_scores", "positions", "backtest")
+]
+
+
+def test_future_bars_do_not_change_past_regimes_models_predictions_or_strategies(built, tmp_path):
+    project = new_pipeline_project(tmp_path)
+    materialize_all(project)
+    dated = ("regimes", "predictions", *STRATEGY_TABLES)
+    before = {n: table(project, n) for n in (*dated, "next_state_model")}
     # Same data, separate store: the same results (determinism across instances).
-    for name in ("regimes", "predictions"):
+    for name in dated:
         assert sort(before[name]).equals(sort(table(built, name))), name
     cut = date(2018, 7, 16)
     rng = np.random.default_rng(5)
@@ -149,8 +157,9 @@ def test_future_bars_do_not_change_past_regimes_models_or_predictions(built, tmp
                 for c in ("open", "high", "low", "close")
             ),
         )
-    run(project, RETRAIN)  # models explicitly selected: every cut-off is refitted
-    for name in ("regimes", "predictions"):
+    # Models explicitly selected: every cut-off is refitted; every strategy recomputed.
+    materialize_all(project, [*RETRAIN, *(t.replace(".", "/") for t in STRATEGY_TABLES)])
+    for name in dated:
         after = table(project, name)
         past = pl.col("date") <= cut
         assert sort(after.filter(past)).equals(sort(before[name].filter(past))), name
