@@ -43,7 +43,7 @@ BOOK_COLUMNS: dict[str, str] = {
     "slippage_cost": "fixed slippage cost of the session's trade (currency)",
     "impact_cost": "square-root market impact cost of the session's trade (currency)",
     "pnl": "the ticker's profit and loss over the session, net of costs (currency)",
-    "mark_price": "close the position is valued at (else the last close; null: never priced)",
+    "mark_price": "close the position is valued at (else the last close, else the open)",
     "target_weight": "weight of equity decided at this session's close, traded next session",
     "weight": "shares × mark_price / equity after the session",
     "cash": "the book's cash at the close (same on every ticker row of the date)",
@@ -68,6 +68,19 @@ TRADE_COLUMNS: dict[str, str] = {
 _BARS_REQUIRED = ("date", "ticker", "open", "close", "volume")
 _TARGETS_REQUIRED = ("date", "ticker", "target_weight")
 _STATE_REQUIRED = ("date", "ticker", "cash", "shares", "mark_price", "target_weight")
+_KERNEL_OUTPUTS = (
+    "shares",
+    "trade_quantity",
+    "fill_price",
+    "commission",
+    "slippage_cost",
+    "impact_cost",
+    "pnl",
+    "mark_price",
+    "cash",
+    "equity",
+    "trades",
+)
 
 
 @dataclass(frozen=True)
@@ -170,7 +183,7 @@ def run_book(
     sessions = all_dates.filter(all_dates >= start)
     if sessions.is_empty():
         raise ValueError(f"bars have no session on or after start {start}")
-    first = all_dates.len() - sessions.len()
+    first = all_dates.len() - sessions.len()  # look-back dates before the first session
     _check_state(state, tickers, start, all_dates)
     stray = targets.filter(~pl.col("date").is_in(sessions.implode()))
     if not stray.is_empty():
@@ -180,120 +193,49 @@ def run_book(
             "which is not a session of bars"
         )
 
-    # (dates × tickers) grids over the look-back and the sessions, NaN where there is no bar.
-    n_tickers = len(tickers)
-    row_of = pl.DataFrame({"date": all_dates, "_row": np.arange(all_dates.len())})
-    column_of = pl.DataFrame({"ticker": tickers, "_column": np.arange(n_tickers)})
-    located = bars.join(row_of, on="date").join(column_of, on="ticker")
-    rows, columns = located["_row"].to_numpy(), located["_column"].to_numpy()
-    grids = {}
-    for name in ("open", "close", "volume"):
-        grid = np.full((all_dates.len(), n_tickers), np.nan)
-        grid[rows, columns] = located[name].to_numpy()
-        grids[name] = grid
-    daily_vol = trailing_volatility(grids["close"], settings.vol_window)[first:]
-    adv_shares = trailing_mean(grids["volume"], settings.adv_window)[first:]
-    open_price = np.ascontiguousarray(grids["open"][first:])
-    close_price = np.ascontiguousarray(grids["close"][first:])
-
-    n_dates = sessions.len()
-    target_weight = np.full((n_dates, n_tickers), np.nan)
-    located = targets.join(row_of, on="date").join(column_of, on="ticker")
-    target_weight[located["_row"].to_numpy() - first, located["_column"].to_numpy()] = located[
-        "target_weight"
-    ].to_numpy()
-
+    market = _market_grids(bars, tickers, all_dates, settings)
+    row_of = pl.DataFrame({"date": sessions, "_row": np.arange(sessions.len())})
+    target_weight = _grid(targets, "target_weight", row_of, tickers)
     initial_shares = np.array([float(state.shares.get(t, 0.0)) for t in tickers])
     initial_mark = np.array([float(state.mark_price.get(t, np.nan)) for t in tickers])
     initial_target = np.array([float(state.target_weight.get(t, np.nan)) for t in tickers])
     fill_at = FILL_NEXT_OPEN if settings.fill == "next_open" else FILL_NEXT_CLOSE
-    (
-        shares,
-        trade_quantity,
-        fill_price,
-        commission,
-        slippage_cost,
-        impact_cost,
-        pnl,
-        mark_price,
-        cash,
-        equity,
-        trade_records,
-    ) = simulate_book(
-        target_weight,
-        open_price,
-        close_price,
-        np.ascontiguousarray(daily_vol),
-        np.ascontiguousarray(adv_shares),
-        float(state.cash),
-        initial_shares,
-        initial_mark,
-        initial_target,
-        fill_at,
-        float(settings.commission_bps),
-        float(settings.slippage_bps),
-        float(settings.impact_coefficient),
-        float(settings.lot_size),
-        bool(settings.allow_borrowing),
+    open_price, close_price = market["open"][first:], market["close"][first:]
+    outputs = dict(
+        zip(
+            _KERNEL_OUTPUTS,
+            simulate_book(
+                target_weight,
+                open_price,
+                close_price,
+                market["daily_vol"][first:],
+                market["adv_shares"][first:],
+                float(state.cash),
+                initial_shares,
+                initial_mark,
+                initial_target,
+                fill_at,
+                float(settings.commission_bps),
+                float(settings.slippage_bps),
+                float(settings.impact_coefficient),
+                float(settings.lot_size),
+                bool(settings.allow_borrowing),
+            ),
+            strict=True,
+        )
     )
-
-    # The previous equity is recomputed exactly as the kernel sums it, so a continued run's
-    # first return equals the uninterrupted run's return bit for bit.
-    previous_equity = np.empty(n_dates)
-    previous_equity[0] = portfolio_value(float(state.cash), initial_shares, initial_mark)
-    previous_equity[1:] = equity[:-1]
-    position_value = np.where(shares != 0.0, shares * mark_price, 0.0)
-    traded_value = np.where(trade_quantity != 0.0, np.abs(trade_quantity * fill_price), 0.0)
+    # The kernel's reference price, for the book rows (the trade records carry their own).
     reference_price = close_price
     if fill_at == FILL_NEXT_OPEN:
         reference_price = np.where(np.isfinite(open_price), open_price, close_price)
+    # The previous equity is summed exactly as the kernel sums it, so a continued run's first
+    # return and turnover equal the uninterrupted run's bit for bit.
+    start_equity = portfolio_value(float(state.cash), initial_shares, initial_mark)
 
-    def per_date(values: np.ndarray) -> np.ndarray:
-        return np.repeat(values, n_tickers)
-
-    cell = np.arange(n_dates * n_tickers)
-    book = pl.DataFrame(
-        [
-            sessions.gather(cell // n_tickers).alias("date"),
-            pl.Series("ticker", tickers, dtype=pl.Utf8).gather(cell % n_tickers),
-            pl.Series("shares", shares.ravel()),
-            pl.Series("trade_quantity", trade_quantity.ravel()),
-            pl.Series("fill_price", fill_price.ravel(), nan_to_null=True),
-            pl.Series("reference_price", reference_price.ravel(), nan_to_null=True),
-            pl.Series("commission", commission.ravel()),
-            pl.Series("slippage_cost", slippage_cost.ravel()),
-            pl.Series("impact_cost", impact_cost.ravel()),
-            pl.Series("pnl", pnl.ravel()),
-            pl.Series("mark_price", mark_price.ravel(), nan_to_null=True),
-            pl.Series("target_weight", target_weight.ravel(), nan_to_null=True),
-            pl.Series("weight", (position_value / equity[:, None]).ravel()),
-            pl.Series("cash", per_date(cash)),
-            pl.Series("equity", per_date(equity)),
-            pl.Series("gross_exposure", per_date(np.abs(position_value).sum(axis=1) / equity)),
-            pl.Series("net_exposure", per_date(position_value.sum(axis=1) / equity)),
-            pl.Series("portfolio_pnl", per_date(equity - previous_equity)),
-            pl.Series("portfolio_return", per_date(equity / previous_equity - 1.0)),
-            pl.Series("turnover", per_date(traded_value.sum(axis=1) / previous_equity)),
-        ]
-    ).sort("date", "ticker", maintain_order=True)
-
-    trades = pl.DataFrame(
-        [
-            sessions.gather(trade_records["date_index"]).alias("date"),
-            pl.Series("ticker", tickers, dtype=pl.Utf8).gather(trade_records["ticker_index"]),
-            pl.Series("quantity", trade_records["quantity"]),
-            pl.Series("side", np.where(trade_records["quantity"] > 0, "buy", "sell"), pl.Utf8),
-            pl.Series("reference_price", trade_records["reference_price"]),
-            pl.Series("fill_price", trade_records["fill_price"]),
-            pl.Series("commission", trade_records["commission"]),
-            pl.Series("slippage_cost", trade_records["slippage_cost"]),
-            pl.Series("impact_cost", trade_records["impact_cost"]),
-        ]
-    )
-
+    shares, mark_price = outputs["shares"], outputs["mark_price"]
     final_state = BookState(
         as_of=sessions[-1],
-        cash=float(cash[-1]),
+        cash=float(outputs["cash"][-1]),
         shares={t: float(shares[-1, i]) for i, t in enumerate(tickers)},
         mark_price={
             t: float(mark_price[-1, i])
@@ -306,7 +248,110 @@ def run_book(
             if not math.isnan(target_weight[-1, i])
         },
     )
-    return BookResult(book=book, trades=trades, final_state=final_state)
+    return BookResult(
+        book=_book_frame(outputs, sessions, tickers, target_weight, reference_price, start_equity),
+        trades=_trades_frame(outputs["trades"], sessions, tickers),
+        final_state=final_state,
+    )
+
+
+def _grid(frame: pl.DataFrame, column: str, row_of: pl.DataFrame, tickers: list[str]) -> np.ndarray:
+    """``frame[column]`` as a C-contiguous float64 (dates × tickers) grid: rows by
+    ``row_of`` (date → _row), columns in ``tickers`` order, NaN where there is no value."""
+    column_of = pl.DataFrame({"ticker": tickers, "_column": np.arange(len(tickers))})
+    located = frame.join(row_of, on="date").join(column_of, on="ticker")
+    grid = np.full((row_of.height, len(tickers)), np.nan)
+    grid[located["_row"].to_numpy(), located["_column"].to_numpy()] = located[column].to_numpy()
+    return grid
+
+
+def _market_grids(
+    bars: pl.DataFrame, tickers: list[str], all_dates: pl.Series, settings: BacktestSettings
+) -> dict[str, np.ndarray]:
+    """Open, close, and the daily volatility and ADV known the session before, as grids over
+    every date of ``bars`` (look-back included)."""
+    row_of = pl.DataFrame({"date": all_dates, "_row": np.arange(all_dates.len())})
+    close = _grid(bars, "close", row_of, tickers)
+    return {
+        "open": _grid(bars, "open", row_of, tickers),
+        "close": close,
+        "daily_vol": trailing_volatility(close, settings.vol_window),
+        "adv_shares": trailing_mean(_grid(bars, "volume", row_of, tickers), settings.adv_window),
+    }
+
+
+def _book_frame(
+    outputs: dict[str, np.ndarray],
+    sessions: pl.Series,
+    tickers: list[str],
+    target_weight: np.ndarray,
+    reference_price: np.ndarray,
+    start_equity: float,
+) -> pl.DataFrame:
+    """One row per (session, ticker), sorted by date and ticker: the kernel's arrays and the
+    per-date portfolio columns (repeated on each ticker row of the date)."""
+    n_dates, n_tickers = target_weight.shape
+    shares, mark_price = outputs["shares"], outputs["mark_price"]
+    trade_quantity, fill_price = outputs["trade_quantity"], outputs["fill_price"]
+    cash, equity = outputs["cash"], outputs["equity"]
+    previous_equity = np.concatenate([[start_equity], equity[:-1]])
+    position_value = np.where(shares != 0.0, shares * mark_price, 0.0)
+    traded_value = np.where(trade_quantity != 0.0, np.abs(trade_quantity * fill_price), 0.0)
+
+    def cells(name: str, values: np.ndarray) -> pl.Series:
+        return pl.Series(name, values.ravel(), nan_to_null=True)
+
+    def per_date(name: str, values: np.ndarray) -> pl.Series:
+        return pl.Series(name, np.repeat(values, n_tickers))
+
+    cell = np.arange(n_dates * n_tickers)
+    return pl.DataFrame(
+        [
+            sessions.gather(cell // n_tickers).alias("date"),
+            pl.Series("ticker", tickers, dtype=pl.Utf8).gather(cell % n_tickers),
+            cells("shares", shares),
+            cells("trade_quantity", trade_quantity),
+            cells("fill_price", fill_price),
+            cells("reference_price", reference_price),
+            cells("commission", outputs["commission"]),
+            cells("slippage_cost", outputs["slippage_cost"]),
+            cells("impact_cost", outputs["impact_cost"]),
+            cells("pnl", outputs["pnl"]),
+            cells("mark_price", mark_price),
+            cells("target_weight", target_weight),
+            cells("weight", position_value / equity[:, None]),
+            per_date("cash", cash),
+            per_date("equity", equity),
+            per_date("gross_exposure", np.abs(position_value).sum(axis=1) / equity),
+            per_date("net_exposure", position_value.sum(axis=1) / equity),
+            per_date("portfolio_pnl", equity - previous_equity),
+            per_date("portfolio_return", equity / previous_equity - 1.0),
+            per_date("turnover", traded_value.sum(axis=1) / previous_equity),
+        ]
+    ).sort("date", "ticker", maintain_order=True)
+
+
+def _trades_frame(records: np.ndarray, sessions: pl.Series, tickers: list[str]) -> pl.DataFrame:
+    """The kernel's trade records with dates and tickers, in execution order."""
+    quantity = records["quantity"]
+    return pl.DataFrame(
+        [
+            sessions.gather(records["date_index"]).alias("date"),
+            pl.Series("ticker", tickers, dtype=pl.Utf8).gather(records["ticker_index"]),
+            pl.Series("quantity", quantity),
+            pl.Series("side", np.where(quantity > 0, "buy", "sell"), dtype=pl.Utf8),
+            *(
+                pl.Series(name, records[name])
+                for name in (
+                    "reference_price",
+                    "fill_price",
+                    "commission",
+                    "slippage_cost",
+                    "impact_cost",
+                )
+            ),
+        ]
+    )
 
 
 def _require(frame: pl.DataFrame, name: str, columns: Sequence[str]) -> None:
