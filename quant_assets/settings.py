@@ -456,6 +456,12 @@ class SizingSettings(_Strict):
     """Alpha -> target weight: fractional Kelly, volatility target, caps (003 §6.3, §8)."""
 
     long_only: bool = True
+    # kelly: per-name fractional Kelly (below); mean_variance / risk_parity: skfolio's
+    # optimisers under the caps of seed 003 §8.2 (see quant_assets/risk/allocators.py).
+    allocator: Literal["kelly", "mean_variance", "risk_parity"] = "kelly"
+    risk_aversion: float = Field(default=1.0, gt=0, description="lambda of mean-variance")
+    max_gross_long: float | None = Field(default=None, gt=0)
+    max_gross_short: float | None = Field(default=None, ge=0)
     kelly_fraction: float = Field(default=0.3, gt=0, le=1)  # gamma
     information_coefficient: float = Field(default=0.05, gt=0, le=1)  # mu = IC * alpha * sigma
     risk_free_rate: float = Field(default=0.02, ge=0, le=0.5, description="annual")
