@@ -332,21 +332,27 @@ def _metric_table(title: str, reports: list[dict]) -> Table:
 
 @app.command()
 def report(
-    strategy: Annotated[str, typer.Argument(help="Strategy name (a file in strategies/)")],
+    strategy: Annotated[
+        str | None,
+        typer.Argument(help="Strategy name (a file in strategies/); default: every strategy"),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """A strategy's backtest report: metrics, promotion decision, HTML and MLflow run."""
     try:
-        (row,) = _report_rows(config, [strategy])
+        names = [strategy] if strategy else list(_settings(config).strategies)
+        if not names:
+            raise QuantAssetsError("no strategies configured (configs/strategies/*.yaml)")
+        rows = _report_rows(config, names)
     except QuantAssetsError as exc:
         _fail(exc)
         return
-    console.print(_metric_table(f"backtest report: {strategy}", [row]))
-    console.print(
-        f"promotion: {'promoted' if row['promoted'] else 'refused'} — {row['promotion_reason']}"
-    )
-    console.print(f"HTML report: {row['report_path']}")
-    console.print(f"MLflow run:  {row['mlflow_run_id']} (`make mlflow-ui`)")
+    for row in rows:
+        console.print(_metric_table(f"backtest report: {row['strategy']}", [row]))
+        decision = "promoted" if row["promoted"] else "refused"
+        console.print(f"promotion: {decision} — {row['promotion_reason']}")
+        console.print(f"HTML report: {row['report_path']}")
+        console.print(f"MLflow run:  {row['mlflow_run_id']} (`make mlflow-ui`)\n")
 
 
 @app.command()

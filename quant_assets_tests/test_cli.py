@@ -114,3 +114,17 @@ def test_a_malformed_config_fails_fast_naming_file_and_key(make_project, cli):
     result = cli(project, "materialize")
     assert result.exit_code != 0
     assert "universe.yaml" in result.output and "start" in result.output
+
+
+def test_report_and_compare_print_the_metrics_the_decision_and_where_the_html_is(pipeline, cli):
+    shown = cli(pipeline, "report", "trend_only")
+    assert shown.exit_code == 0, shown.output
+    for text in ("sharpe", "deflated_sharpe", "spa_pvalue", "promotion:", "trend_only.html"):
+        assert text in shown.output
+    every = cli(pipeline, "report")
+    assert every.exit_code == 0 and every.output.count("HTML report:") == 3
+    compared = cli(pipeline, "compare", "hybrid_alpha", "trend_only")
+    assert compared.exit_code == 0, compared.output
+    assert "hybrid_alpha" in compared.output and "trend_only" in compared.output
+    unknown = cli(pipeline, "report", "no_such_strategy")
+    assert unknown.exit_code != 0 and "unknown strategy 'no_such_strategy'" in unknown.output
