@@ -74,6 +74,14 @@ def materialize(
     start: StartOption = None,
     end: EndOption = None,
     tickers: TickersOption = None,
+    no_upstream: Annotated[
+        bool,
+        typer.Option(
+            "--no-upstream",
+            help="Only the selected assets, on the stored inputs (e.g. after editing a "
+            "strategy YAML).",
+        ),
+    ] = False,
 ) -> None:
     """Materialise assets (and everything upstream) through Dagster for a date range."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -122,6 +130,7 @@ def materialize(
                 _tickers(tickers),
                 on_run=on_run,
                 on_plan=on_plan,
+                upstream=not no_upstream,
             )
             progress.update(task, description="finished")
     except QuantAssetsError as exc:

@@ -114,8 +114,11 @@ def asset_key(name: str) -> dg.AssetKey:
     return dg.AssetKey.from_user_string(name)
 
 
-def selection_closure(defs: dg.Definitions, select: Sequence[str]) -> list[str]:
-    """The selected assets and everything upstream of them (like ``*signals``)."""
+def selection_closure(
+    defs: dg.Definitions, select: Sequence[str], upstream: bool = True
+) -> list[str]:
+    """The selected assets and (``upstream``) everything upstream of them (like
+    ``*signals``); without ``upstream``, exactly the selection."""
     graph = defs.resolve_asset_graph()
     known = {k.to_user_string() for k in graph.get_all_asset_keys()}
     unknown = [s for s in select if s not in known]
@@ -123,7 +126,9 @@ def selection_closure(defs: dg.Definitions, select: Sequence[str]) -> list[str]:
         raise QuantAssetsError(
             f"unknown asset(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
-    selection = dg.AssetSelection.assets(*(asset_key(s) for s in select)).upstream()
+    selection = dg.AssetSelection.assets(*(asset_key(s) for s in select))
+    if upstream:
+        selection = selection.upstream()
     keys = selection.resolve(graph)
     return sorted(k.to_user_string() for k in keys)
 
@@ -212,6 +217,7 @@ def plan_runs(
     tickers: Sequence[str] | None,
     materialized_benchmark: set[str] | frozenset[str] = frozenset(),
     materialized_models: dict[str, set[str]] | None = None,
+    upstream: bool = True,
 ) -> list[RunPlan]:
     """The runs that materialise ``select`` (+ upstream) over ``[start, end]`` for ``tickers``.
 
@@ -221,7 +227,7 @@ def plan_runs(
     ``materialized_models`` (all of them when the model asset itself is selected), so the
     daily update never retrains a model, and the first day of a new cut-off window trains one.
     """
-    assets = selection_closure(defs, select)
+    assets = selection_closure(defs, select, upstream)
     graph = defs.resolve_asset_graph()
     date_def = graph.get(dg.AssetKey("benchmark_bars")).partitions_def
     assert isinstance(date_def, dg.TimeWindowPartitionsDefinition)
@@ -341,8 +347,11 @@ def materialize(
     on_run: Callable[[RunPlan, RunOutcome | None], None] | None = None,
     instance: dg.DagsterInstance | None = None,
     on_plan: Callable[[list[RunPlan]], None] | None = None,
+    upstream: bool = True,
 ) -> list[RunOutcome]:
-    """Materialise ``select`` and its upstream over a range; stop at the first failed run."""
+    """Materialise ``select`` and (``upstream``) everything upstream of it over a range; stop
+    at the first failed run. ``upstream=False`` runs exactly the selection on the stored
+    inputs (e.g. iterating on a strategy's YAML without recomputing the data and models)."""
     defs = build_definitions(settings, home)
     own_instance = instance is None
     instance = instance or open_instance(home)
@@ -353,7 +362,7 @@ def materialize(
             name: set(instance.get_materialized_partitions(dg.AssetKey(name)))
             for name in CUTOFF_ASSETS
         }
-        plans = plan_runs(settings, defs, select, start, end, tickers, done, models)
+        plans = plan_runs(settings, defs, select, start, end, tickers, done, models, upstream)
         if on_plan:
             on_plan(plans)
         outcomes: list[RunOutcome] = []

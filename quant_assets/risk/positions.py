@@ -224,6 +224,43 @@ def _assemble(
     return frame.with_columns(decision.alias("decision")).select(list(POSITION_COLUMNS))
 
 
+def _allocate(
+    sizing: SizingSettings,
+    tradable: np.ndarray,
+    scores: np.ndarray,
+    sigma: np.ndarray,
+    window_returns: np.ndarray,
+    book: _Book,
+) -> tuple[np.ndarray, list[str]]:
+    """Weights from the configured skfolio allocator over the tradable names."""
+    from quant_assets.risk.allocators import allocate
+
+    weights = np.zeros(len(scores))
+    names = np.flatnonzero(tradable)
+    if names.size == 0:
+        return weights, []
+    result = allocate(
+        sizing.allocator,
+        window_returns[:, names],
+        sizing.information_coefficient * scores[names] * sigma[names],
+        book.weights[names],
+        long_only=sizing.long_only,
+        max_weight=sizing.max_weight,
+        max_gross_leverage=sizing.max_gross_leverage,
+        max_gross_long=sizing.max_gross_long or sizing.max_gross_leverage,
+        max_gross_short=(
+            sizing.max_gross_short
+            if sizing.max_gross_short is not None
+            else (0.0 if sizing.long_only else sizing.max_gross_leverage)
+        ),
+        max_turnover=sizing.max_turnover,
+        risk_aversion=sizing.risk_aversion,
+    )
+    weights[names] = result.weights
+    # Reason codes are joined into JSON by hand: keep them to plain tokens.
+    return weights, [] if result.status == "optimal" else ["ALLOCATOR_FALLBACK:previous_book"]
+
+
 def _kelly(alpha: np.ndarray, sigma: np.ndarray, sizing: SizingSettings) -> np.ndarray:
     rf_daily = sizing.risk_free_rate / TRADING_DAYS
     mu = sizing.information_coefficient * alpha * sigma
@@ -322,8 +359,8 @@ class _Book:
         self.recent = list(state.recent_paper_returns[-window:])
 
     def paper_step(self, returns_today: np.ndarray) -> tuple[float, float, float]:
-        """Yesterday's weights × today's returns -> (return, drawdown, realised vol)."""
-        paper_return = float(np.dot(self.weights, np.nan_to_num(returns_today)))
+        """Yesterday's weights × today's returns (missing = 0) -> (return, drawdown, vol)."""
+        paper_return = float(np.dot(self.weights, returns_today))
         self.paper_equity *= 1.0 + paper_return
         self.paper_peak = max(self.paper_peak, self.paper_equity)
         drawdown = 1.0 - self.paper_equity / self.paper_peak
@@ -419,6 +456,8 @@ def size_positions(
         returns = np.full_like(close, np.nan)
         returns[1:] = close[1:] / close[:-1] - 1.0
     index_of = {d: i for i, d in enumerate(all_dates)}
+    finite = np.isfinite(returns)
+    filled_returns = np.where(finite, returns, 0.0)  # a missing return counts as no move
     alpha_score = _wide(alpha, "alpha_score", dates, tickers)
     confidence = _wide(alpha, "confidence", dates, tickers)
 
@@ -431,13 +470,23 @@ def size_positions(
     for row_index, day in enumerate(dates):
         t = index_of[day]
         vol_window = returns[max(0, t - sizing.volatility_window + 1) : t + 1]
-        full = (vol_window.shape[0] == sizing.volatility_window) & np.isfinite(vol_window).all(0)
-        sigma = np.where(full, np.nanstd(vol_window, axis=0, ddof=1), np.nan)
+        full = (vol_window.shape[0] == sizing.volatility_window) & finite[
+            max(0, t - sizing.volatility_window + 1) : t + 1
+        ].all(0)
+        with np.errstate(invalid="ignore"):
+            sigma = np.where(full, np.std(vol_window, axis=0, ddof=1), np.nan)
         scores = alpha_score[row_index]
         has_alpha = np.isfinite(scores)
         tradable = full & has_alpha & (sigma > 0)
         kelly = np.where(tradable, _kelly(np.nan_to_num(scores), sigma, sizing), 0.0)
-        var_rows = np.nan_to_num(returns[max(0, t - risk.var.window_sessions + 1) : t + 1])
+        var_rows = filled_returns[max(0, t - risk.var.window_sessions + 1) : t + 1]
+        portfolio_codes: list[str] = []
+        label = "KELLY"
+        if sizing.allocator != "kelly":
+            # The optimiser replaces the per-name Kelly weights (kept in kelly_weight's place).
+            kelly, allocator_code = _allocate(sizing, tradable, scores, sigma, var_rows, book)
+            label = sizing.allocator.upper()
+            portfolio_codes.extend(allocator_code)
         codes: list[list[str]] = [[] for _ in range(n)]
         for i in range(n):
             if not has_alpha[i]:
@@ -445,10 +494,9 @@ def size_positions(
             elif not full[i]:
                 codes[i].append("NO_VOLATILITY_HISTORY")
             else:
-                codes[i].append(f"KELLY:{_fmt(kelly[i])}")
+                codes[i].append(f"{label}:{_fmt(kelly[i])}")
         # Volatility target (a ceiling), name cap, gross cap.
         weights = kelly.copy()
-        portfolio_codes: list[str] = []
         ex_ante = _annualised_vol(var_rows, weights)
         if ex_ante > sizing.target_volatility:
             k = sizing.target_volatility / ex_ante
@@ -500,7 +548,7 @@ def size_positions(
             source = "EVT" if math.isfinite(evt_es) and evt_es >= tail.cvar_hybrid else "HYBRID"
             portfolio_codes.append(f"CVAR_{source}:x{_fmt(k)}")
 
-        paper_return, drawdown, paper_vol = book.paper_step(returns[t])
+        paper_return, drawdown, paper_vol = book.paper_step(filled_returns[t])
         drawdown_scale = book.drawdown_scale(drawdown)
         if drawdown_scale < 1:
             portfolio_codes.append(f"DRAWDOWN_GUARD:x{_fmt(drawdown_scale)}")

@@ -218,3 +218,26 @@ def test_drawdown_guard_scales_linearly_between_its_start_and_the_max_drawdown()
     np.testing.assert_allclose(guarded["drawdown_scale"].to_numpy(), expected.to_numpy())
     assert guarded["reason_codes"].str.contains("DRAWDOWN_GUARD").all()
     assert math.isclose(rows["paper_equity"][0], 1.0 + rows["paper_return"][0])
+
+
+@pytest.mark.parametrize("allocator", ["mean_variance", "risk_parity"])
+@pytest.mark.parametrize("long_only", [True, False])
+def test_an_skfolio_allocator_replaces_kelly_within_the_same_caps(allocator, long_only):
+    closes, alpha, regimes, tickers, days = market(n_tickers=6, n_days=300)
+    s = strategy(
+        {
+            "allocator": allocator,
+            "long_only": long_only,
+            "max_weight": 0.3,
+            "max_gross_leverage": 1.0,
+            "target_volatility": 2.0,
+        }
+    )
+    rows = run(s, closes, alpha, regimes, tickers, days[280]).rows
+    assert rows["reason_codes"].str.contains(allocator.upper() + ":").any()
+    assert rows["target_weight"].abs().max() <= 0.3 + 1e-9
+    gross = rows.group_by("date").agg(pl.col("target_weight").abs().sum())
+    assert gross["target_weight"].max() <= 1.0 + 1e-9
+    if long_only:
+        assert rows["target_weight"].min() >= 0
+    assert gross["target_weight"].max() > 0.05  # it invests
