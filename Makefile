@@ -61,6 +61,10 @@ bench: install ## performance benchmarks (prints ratios; not part of the tests)
 	$(UV) sync --frozen --extra dev --extra bench
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_models.py
+	$(BIN)/python benchmarks/bench_backtest.py
+	if [ -f $(QUANT_ASSETS_HOME)/warehouse.duckdb ]; then \
+	  $(BIN)/python benchmarks/bench_strategies.py --home $(QUANT_ASSETS_HOME); \
+	else $(BIN)/python benchmarks/bench_strategies.py; fi
 
 clean:
 	rm -rf $(VENV) $(TOOLS) data
