@@ -305,6 +305,90 @@ def simulate_book(
     Arrays of the wrong number of dimensions fail numba's typing (``TypingError``) before any
     of the checks here run.
     """
+    return _simulate(
+        target_weight,
+        open_price,
+        close_price,
+        daily_vol,
+        adv_shares,
+        initial_cash,
+        initial_shares,
+        initial_mark,
+        initial_target,
+        fill_at,
+        commission_bps,
+        slippage_bps,
+        impact_coefficient,
+        lot_size,
+        allow_borrowing,
+        True,
+    )
+
+
+@njit(cache=True)
+def simulate_book_records(
+    target_weight: np.ndarray,
+    open_price: np.ndarray,
+    close_price: np.ndarray,
+    daily_vol: np.ndarray,
+    adv_shares: np.ndarray,
+    initial_cash: float,
+    initial_shares: np.ndarray,
+    initial_mark: np.ndarray,
+    initial_target: np.ndarray,
+    fill_at: int,
+    commission_bps: float,
+    slippage_bps: float,
+    impact_coefficient: float,
+    lot_size: float,
+    allow_borrowing: bool,
+) -> tuple[np.ndarray, ...]:
+    """:func:`simulate_book` without the five dense per-cell trade arrays: returns (shares,
+    pnl, mark_price, cash, equity, trades). The trade records carry every trade's quantity,
+    prices and costs (like vectorbt's order records); skipping the dense copies saves five
+    (n_dates, n_tickers) arrays of fresh memory, most of the cost of a wide book."""
+    out = _simulate(
+        target_weight,
+        open_price,
+        close_price,
+        daily_vol,
+        adv_shares,
+        initial_cash,
+        initial_shares,
+        initial_mark,
+        initial_target,
+        fill_at,
+        commission_bps,
+        slippage_bps,
+        impact_coefficient,
+        lot_size,
+        allow_borrowing,
+        False,
+    )
+    return out[0], out[6], out[7], out[8], out[9], out[10]
+
+
+@njit(cache=True)
+def _simulate(
+    target_weight: np.ndarray,
+    open_price: np.ndarray,
+    close_price: np.ndarray,
+    daily_vol: np.ndarray,
+    adv_shares: np.ndarray,
+    initial_cash: float,
+    initial_shares: np.ndarray,
+    initial_mark: np.ndarray,
+    initial_target: np.ndarray,
+    fill_at: int,
+    commission_bps: float,
+    slippage_bps: float,
+    impact_coefficient: float,
+    lot_size: float,
+    allow_borrowing: bool,
+    dense_trades: bool,
+) -> tuple[np.ndarray, ...]:
+    """The loop behind both entry points; ``dense_trades`` False keeps the per-cell trade
+    arrays as one reused row of scratch (returned with a single row)."""
     # --- validation: every message names the argument at fault ---
     n_dates, n_tickers = target_weight.shape
     if open_price.shape != target_weight.shape:
@@ -345,11 +429,12 @@ def simulate_book(
     commission_rate = commission_bps * BPS
 
     shares_out = np.empty((n_dates, n_tickers))
-    trade_quantity_out = np.empty((n_dates, n_tickers))
-    fill_price_out = np.empty((n_dates, n_tickers))
-    commission_out = np.empty((n_dates, n_tickers))
-    slippage_cost_out = np.empty((n_dates, n_tickers))
-    impact_cost_out = np.empty((n_dates, n_tickers))
+    trade_rows = n_dates if dense_trades else 1
+    trade_quantity_out = np.empty((trade_rows, n_tickers))
+    fill_price_out = np.empty((trade_rows, n_tickers))
+    commission_out = np.empty((trade_rows, n_tickers))
+    slippage_cost_out = np.empty((trade_rows, n_tickers))
+    impact_cost_out = np.empty((trade_rows, n_tickers))
     pnl_out = np.empty((n_dates, n_tickers))
     mark_out = np.empty((n_dates, n_tickers))
     cash_out = np.empty(n_dates)
@@ -374,11 +459,12 @@ def simulate_book(
         vol_row = daily_vol[t]
         adv_row = adv_shares[t]
         # The session's output rows double as its scratch: each is written once per cell.
-        trade_row = trade_quantity_out[t]
-        fill_row = fill_price_out[t]
-        commission_row = commission_out[t]
-        slippage_row = slippage_cost_out[t]
-        impact_row = impact_cost_out[t]
+        row = t if dense_trades else 0
+        trade_row = trade_quantity_out[row]
+        fill_row = fill_price_out[row]
+        commission_row = commission_out[row]
+        slippage_row = slippage_cost_out[row]
+        impact_row = impact_cost_out[row]
 
         # 1. Reference prices, and the equity the targets are fractions of.
         sizing_equity = cash

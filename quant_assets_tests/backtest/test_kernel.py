@@ -462,3 +462,29 @@ def test_trailing_volatility_uses_only_earlier_returns() -> None:
     assert np.isnan(out[:3]).all()
     np.testing.assert_allclose(out[3], abs(math.log(1.1) - math.log(0.9)) / math.sqrt(2))
     np.testing.assert_allclose(out[4], abs(math.log(0.9) - math.log(1.1)) / math.sqrt(2))
+
+
+def test_the_records_only_entry_point_returns_the_same_book_and_trades() -> None:
+    from quant_assets.backtest.kernel import simulate_book_records
+
+    rng = np.random.default_rng(9)
+    n_dates, n_tickers = 60, 5
+    close = 50 * np.exp(np.cumsum(rng.normal(0, 0.02, (n_dates, n_tickers)), axis=0))
+    open_price = close * np.exp(rng.normal(0, 0.005, close.shape))
+    targets = rng.uniform(0, 0.3, close.shape)
+    vol = np.full(close.shape, 0.02)
+    adv = np.full(close.shape, 5_000.0)
+    args = (
+        targets, open_price, close, vol, adv, 100_000.0, np.zeros(n_tickers),
+        np.full(n_tickers, NAN), np.full(n_tickers, NAN), FILL_NEXT_OPEN, 1.0, 2.0, 0.1, 1.0,
+        False,
+    )  # fmt: skip
+    dense = dict(zip(OUTPUTS, simulate_book(*args), strict=True))
+    shares, pnl, mark, cash, equity, trades = simulate_book_records(*args)
+    for name, values in (("shares", shares), ("pnl", pnl), ("mark_price", mark)):
+        np.testing.assert_array_equal(values, dense[name])
+    np.testing.assert_array_equal(cash, dense["cash"])
+    np.testing.assert_array_equal(equity, dense["equity"])
+    np.testing.assert_array_equal(trades, dense["trades"])
+    traded = dense["trade_quantity"][trades["date_index"], trades["ticker_index"]]
+    np.testing.assert_array_equal(trades["quantity"], traded)
