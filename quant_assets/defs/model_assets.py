@@ -12,7 +12,7 @@ before ``c`` only, and features never read labels.
 """
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date
 
 import dagster as dg
 import polars as pl
@@ -25,6 +25,7 @@ from quant_assets.defs.partitions import (
     TICKER_DIMENSION,
     cutoff_partitions,
     date_partitions,
+    days_for_sessions,
     lookback_mapping,
     periods_for_sessions,
     rectangle_from_keys,
@@ -39,14 +40,6 @@ from quant_assets.signals.rules import SIGNAL_COLUMNS
 REGIME_LABELS = schemas.REGIME_LABEL_NAMES
 PROB_COLUMNS = schemas.REGIME_PROB_COLUMNS
 STATES = schemas.STATE_NAMES
-
-# Calendar days that surely hold N sessions (252 sessions ≈ 365 days; holidays, closures).
-_DAYS_PER_SESSION = 1.6
-_MARGIN_DAYS = 30
-
-
-def _days_for(sessions: int) -> timedelta:
-    return timedelta(days=int(sessions * _DAYS_PER_SESSION) + _MARGIN_DAYS)
 
 
 def _windows_before(cutoffs: CutoffSettings, settings: Settings) -> int:
@@ -292,11 +285,13 @@ def build_model_assets(settings: Settings) -> list:
             if not regime_model.is_empty()
             else regime_model
         )
-        read_from = rect.start - _days_for(rule_lookback_sessions(rules_cfg))
+        read_from = rect.start - days_for_sessions(rule_lookback_sessions(rules_cfg))
         if not model_rows.is_empty():
             earliest_cutoff = model_rows["cutoff"].min()
             assert isinstance(earliest_cutoff, date)
-            read_from = min(read_from, earliest_cutoff - _days_for(regime_lookback_sessions))
+            read_from = min(
+                read_from, earliest_cutoff - days_for_sessions(regime_lookback_sessions)
+            )
         closes = warehouse.read(
             "benchmark_bars", start=read_from, end=rect.end, columns=["date", "close"]
         ).filter(pl.col("close").is_not_null())

@@ -13,7 +13,7 @@ from yesterday's state; a range runs the kernel once over the range.
 """
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -25,20 +25,13 @@ from quant_assets.defs.partitions import (
     PARTITION_EXPR,
     TICKER_DIMENSION,
     PartitionRectangle,
+    days_for_sessions,
     periods_for_sessions,
     rectangle_from_keys,
     ticker_date_partitions,
 )
 from quant_assets.defs.resources import WarehouseResource
 from quant_assets.settings import PREDICTION_COMPONENT, Settings, StrategySettings
-
-# Calendar days that surely hold N sessions (252 sessions ≈ 365 days; holidays, closures).
-_DAYS_PER_SESSION = 1.6
-_MARGIN_DAYS = 30
-
-
-def _days_for(sessions: int) -> timedelta:
-    return timedelta(days=int(sessions * _DAYS_PER_SESSION) + _MARGIN_DAYS)
 
 
 def _cross_section(start_offset: int = 0, end_offset: int = 0) -> dg.MultiPartitionMapping:
@@ -262,7 +255,7 @@ def _strategy_assets(settings: Settings, strategy: StrategySettings) -> list:
         state = PositionState.from_rows(state_rows) if rect.start > first_start else PositionState()
         closes = warehouse.read(
             "bars",
-            start=rect.start - _days_for(position_history),
+            start=rect.start - days_for_sessions(position_history),
             end=rect.end,
             columns=["date", "ticker", "close"],
         )
@@ -347,7 +340,7 @@ def _strategy_assets(settings: Settings, strategy: StrategySettings) -> list:
         )
         bars = warehouse.read(
             "bars",
-            start=rect.start - _days_for(book_history),
+            start=rect.start - days_for_sessions(book_history),
             end=rect.end,
             columns=["date", "ticker", "open", "close", "volume"],
         )
