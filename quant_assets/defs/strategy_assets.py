@@ -105,6 +105,22 @@ def _require_continuity(
         )
 
 
+def _require_cross_section(rows: pl.DataFrame, bars: pl.DataFrame, key: dg.AssetKey) -> None:
+    """Refuse to decide across tickers on a partial cross-section: every ticker with a bar in
+    the range must have rows in ``rows`` (a backfill split per ticker may not have written
+    the others yet)."""
+    have = set(rows["ticker"].unique().to_list()) if rows.height else set()
+    missing = sorted(set(bars["ticker"].unique().to_list()) - have)
+    if missing:
+        raise dg.Failure(
+            description=(
+                f"{key.to_user_string()} has no rows for {', '.join(missing)} in this range: "
+                "decisions across tickers need every ticker; materialise it for all tickers "
+                "first (`quant-assets materialize` runs them together)"
+            )
+        )
+
+
 def _check(name: str, report, rect: PartitionRectangle) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name=name,
@@ -259,6 +275,11 @@ def _strategy_assets(settings: Settings, strategy: StrategySettings) -> list:
             end=rect.end,
             columns=["date", "ticker", "close"],
         )
+        _require_cross_section(
+            alpha_scores,
+            closes.filter((pl.col("date") >= rect.start) & (pl.col("date") < rect.end)),
+            alpha_key,
+        )
         try:
             result = size_positions(
                 alpha_scores,
@@ -343,6 +364,11 @@ def _strategy_assets(settings: Settings, strategy: StrategySettings) -> list:
             start=rect.start - days_for_sessions(book_history),
             end=rect.end,
             columns=["date", "ticker", "open", "close", "volume"],
+        )
+        _require_cross_section(
+            positions,
+            bars.filter((pl.col("date") >= rect.start) & (pl.col("date") < rect.end)),
+            positions_key,
         )
         targets = positions.select("date", "ticker", "target_weight")
         try:

@@ -169,3 +169,26 @@ def test_a_strategy_config_error_names_the_file_and_the_key(make_project, text, 
         load_settings(project.config_dir)
     message = str(raised.value)
     assert "broken.yaml" in message and key in message
+
+
+def test_positions_refuse_a_partial_cross_section_and_write_nothing(pipeline):
+    from quant_assets.defs.runner import materialize
+
+    settings = load_settings(pipeline.config_dir)
+    database = str(pipeline.home / "warehouse.duckdb")
+    before = table(pipeline, "trend_only.positions")
+    with duckdb.connect(database) as conn:  # as if a per-ticker backfill had not reached DDD
+        conn.execute(
+            "delete from trend_only.alpha_scores where ticker = 'DDD' and date >= '2019-01-01'"
+        )
+    outcomes = materialize(
+        settings, pipeline.home, ["trend_only/positions"], start=date(2019, 1, 1), upstream=False
+    )
+    assert not outcomes[-1].success
+    assert "trend_only/alpha_scores has no rows for DDD" in (outcomes[-1].error or "")
+    assert (
+        table(pipeline, "trend_only.positions")
+        .sort("date", "ticker")
+        .equals(before.sort("date", "ticker"))
+    )
+    materialize_all(pipeline, ["trend_only/alpha_scores"], start=date(2019, 1, 1), upstream=False)
