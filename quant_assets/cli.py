@@ -333,8 +333,8 @@ def _metric_table(title: str, reports: list[dict]) -> Table:
     for report in reports:
         table.add_column(report["strategy"], justify="right")
     table.add_row("period", *(f"{r['period_start']} .. {r['period_end']}" for r in reports))
-    for metric, kind in SUMMARY.items():
-        table.add_row(metric, *(format_metric(r.get(metric), kind) for r in reports))
+    for metric in SUMMARY:
+        table.add_row(metric, *(format_metric(metric, r.get(metric)) for r in reports))
     table.add_row("promoted", *("yes" if r["promoted"] else "no" for r in reports))
     return table
 

@@ -45,10 +45,10 @@ def _connect(home: Path) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(str(path), read_only=True)
 
 
-def _exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+def _exists(conn: duckdb.DuckDBPyConnection, table: str, schema: str = SCHEMA) -> bool:
     rows = conn.execute(
         "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-        [SCHEMA, table],
+        [schema, table],
     ).fetchall()
     return bool(rows[0][0])
 
@@ -147,12 +147,7 @@ def read_report(home: Path, strategy: str) -> dict:
     if not strategy.isidentifier():
         raise QuantAssetsError(f"invalid strategy name {strategy!r}")
     with _connect(home) as conn:
-        found = conn.execute(
-            "select count(*) from information_schema.tables "
-            "where table_schema = ? and table_name = 'backtest_report'",
-            [strategy],
-        ).fetchall()[0][0]
-        if not found:
+        if not _exists(conn, "backtest_report", schema=strategy):
             raise QuantAssetsError(
                 f"no report for strategy {strategy!r} yet: run "
                 f"`quant-assets materialize --select {strategy}/backtest_report`"

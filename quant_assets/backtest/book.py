@@ -25,6 +25,7 @@ import polars as pl
 from quant_assets.backtest.kernel import (
     FILL_NEXT_CLOSE,
     FILL_NEXT_OPEN,
+    SIMULATE_BOOK_OUTPUTS,
     portfolio_value,
     simulate_book,
     trailing_mean,
@@ -68,19 +69,6 @@ TRADE_COLUMNS: dict[str, str] = {
 _BARS_REQUIRED = ("date", "ticker", "open", "close", "volume")
 _TARGETS_REQUIRED = ("date", "ticker", "target_weight")
 _STATE_REQUIRED = ("date", "ticker", "cash", "shares", "mark_price", "target_weight")
-_KERNEL_OUTPUTS = (
-    "shares",
-    "trade_quantity",
-    "fill_price",
-    "commission",
-    "slippage_cost",
-    "impact_cost",
-    "pnl",
-    "mark_price",
-    "cash",
-    "equity",
-    "trades",
-)
 
 
 @dataclass(frozen=True)
@@ -203,7 +191,7 @@ def run_book(
     open_price, close_price = market["open"][first:], market["close"][first:]
     outputs = dict(
         zip(
-            _KERNEL_OUTPUTS,
+            SIMULATE_BOOK_OUTPUTS,
             simulate_book(
                 target_weight,
                 open_price,

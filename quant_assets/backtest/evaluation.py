@@ -38,6 +38,7 @@ class Evaluation:
     start: object
     end: object
     metrics: dict[str, float]
+    daily: pl.DataFrame  # one row per date: equity, return, exposures, turnover
     pnl_by_regime: pl.DataFrame
     pnl_by_bucket: pl.DataFrame
     deflated: DeflatedSharpe | None
@@ -203,6 +204,7 @@ def evaluate_strategy(
         start=daily["date"][0],
         end=daily["date"][-1],
         metrics=metrics,
+        daily=daily,
         pnl_by_regime=by_regime,
         pnl_by_bucket=by_bucket,
         deflated=deflated,

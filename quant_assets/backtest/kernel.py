@@ -43,6 +43,20 @@ TRADE_DTYPE = np.dtype(
 )
 
 BPS = 1e-4  # one basis point as a fraction
+# What :func:`simulate_book` returns, in order (the frame-facing wrapper and tests name them).
+SIMULATE_BOOK_OUTPUTS = (
+    "shares",
+    "trade_quantity",
+    "fill_price",
+    "commission",
+    "slippage_cost",
+    "impact_cost",
+    "pnl",
+    "mark_price",
+    "cash",
+    "equity",
+    "trades",
+)
 # Rounding in a sequential cash sum can overshoot a scaled buy budget by a few ulps; each retry
 # shaves the scale factor by a growing margin, and the last retry buys nothing.
 _MAX_SCALE_ATTEMPTS = 8
@@ -365,6 +379,7 @@ def simulate_book_records(
         allow_borrowing,
         False,
     )
+    # shares, pnl, mark_price, cash, equity, trades (see SIMULATE_BOOK_OUTPUTS)
     return out[0], out[6], out[7], out[8], out[9], out[10]
 
 

@@ -21,25 +21,25 @@ from quant_assets.settings import Settings, StrategySettings
 REPORTS_DIR = "reports"
 STRATEGY_EXPERIMENT = "strategies"
 
-# Metrics in the summary table, with how to show them.
-SUMMARY = {
-    "total_return": "pct",
-    "annualized_return": "pct",
-    "annualized_volatility": "pct",
-    "sharpe": "ratio",
-    "sortino": "ratio",
-    "max_drawdown": "pct",
-    "calmar": "ratio",
-    "win_rate": "pct",
-    "average_daily_turnover": "pct",
-    "average_gross_exposure": "pct",
-    "alpha_annualized": "pct",
-    "beta": "ratio",
-    "information_ratio": "ratio",
-    "deflated_sharpe": "ratio",
-    "spa_pvalue": "ratio",
-    "reality_check_pvalue": "ratio",
-}
+# Metrics in the summary table (the report formats them by name: percentages, ratios).
+SUMMARY = (
+    "total_return",
+    "annualized_return",
+    "annualized_volatility",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "calmar",
+    "win_rate",
+    "average_daily_turnover",
+    "average_gross_exposure",
+    "alpha_annualized",
+    "beta",
+    "information_ratio",
+    "deflated_sharpe",
+    "spa_pvalue",
+    "reality_check_pvalue",
+)
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,11 @@ class ReportOutcome:
     reason: str
 
 
-def format_metric(value: float | None, kind: str) -> str:
-    if value is None or not np.isfinite(value):
-        return "-"
-    return f"{value:.2%}" if kind == "pct" else f"{value:.3f}"
+def format_metric(name: str, value: float | None) -> str:
+    """A metric as the HTML report shows it (``None``: not computed)."""
+    from quant_assets.backtest.report import format_metric_value
+
+    return format_metric_value(name, float("nan") if value is None else value)
 
 
 def report_path(home: Path, strategy: str) -> Path:
@@ -104,7 +105,7 @@ def build_report(
     decision = "promoted" if evaluation.promoted else "refused"
     reason = "; ".join(evaluation.reasons)
 
-    daily = daily_portfolio(book)
+    daily = evaluation.daily
     bench = (
         daily.select("date")
         .join(benchmark, on="date", how="left")
@@ -125,7 +126,7 @@ def build_report(
         pnl_by_regime=evaluation.pnl_by_regime,
         pnl_by_bucket=evaluation.pnl_by_bucket,
         metrics={
-            **{k: format_metric(evaluation.metrics.get(k), v) for k, v in SUMMARY.items()},
+            **{k: evaluation.metrics.get(k, float("nan")) for k in SUMMARY},
             "period": f"{start!s} .. {end!s}",
             "decision": decision,
         },
@@ -183,7 +184,7 @@ def build_report(
     summary = pl.DataFrame(
         {
             "metric": list(SUMMARY),
-            "value": [format_metric(evaluation.metrics.get(k), v) for k, v in SUMMARY.items()],
+            "value": [format_metric(k, evaluation.metrics.get(k)) for k in SUMMARY],
         }
     )
     metadata = {

@@ -12,6 +12,7 @@ import pytest
 from quant_assets.backtest.kernel import (
     FILL_NEXT_CLOSE,
     FILL_NEXT_OPEN,
+    SIMULATE_BOOK_OUTPUTS,
     TRADE_DTYPE,
     portfolio_value,
     simulate_book,
@@ -20,19 +21,7 @@ from quant_assets.backtest.kernel import (
 )
 
 NAN = np.nan
-OUTPUTS = (
-    "shares",
-    "trade_quantity",
-    "fill_price",
-    "commission",
-    "slippage_cost",
-    "impact_cost",
-    "pnl",
-    "mark_price",
-    "cash",
-    "equity",
-    "trades",
-)
+OUTPUTS = SIMULATE_BOOK_OUTPUTS
 
 
 def simulate(
