@@ -13,10 +13,9 @@ from pathlib import Path
 import dagster as dg
 
 from quant_assets.defs.assets import build_assets
-from quant_assets.defs.io_manager import WarehouseIOManager
 from quant_assets.defs.model_assets import build_model_assets
-from quant_assets.defs.resources import WAREHOUSE_SCHEMA, WarehouseResource, warehouse_path
 from quant_assets.defs.sensors import universe_sync_sensor
+from quant_assets.defs.storage import storage_executor, storage_resources
 from quant_assets.defs.strategy_assets import build_strategy_assets
 from quant_assets.settings import Settings, data_home, load_settings
 
@@ -33,7 +32,6 @@ def build_definitions(settings: Settings | None = None, home: Path | None = None
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     settings = settings or load_settings()
     home = home or data_home()
-    database = str(warehouse_path(home))
     return dg.Definitions(
         assets=[
             *build_assets(settings),
@@ -41,12 +39,6 @@ def build_definitions(settings: Settings | None = None, home: Path | None = None
             *build_strategy_assets(settings),
         ],
         sensors=[universe_sync_sensor],
-        resources={
-            "warehouse_io_manager": WarehouseIOManager(database=database, schema=WAREHOUSE_SCHEMA),
-            "warehouse": WarehouseResource(database=database),
-        },
-        # One process: on 2 cores a step subprocess costs seconds of imports (dagster, polars,
-        # GX) and the steps are sequential anyway (bars -> features -> signals), and DuckDB
-        # allows a single writing process. See docs/architecture.md.
-        executor=dg.in_process_executor,
+        resources=storage_resources(settings, home),
+        executor=storage_executor(settings),
     )
