@@ -509,6 +509,16 @@ class StrategySettings(_Strict):
     promotion: StrategyPromotionSettings = StrategyPromotionSettings()
 
 
+class StorageSettings(_Strict):
+    """``storage.yaml``: where the tables live (docs/deployment.md)."""
+
+    backend: Literal["duckdb"] = "duckdb"  # the embedded default: one DuckDB file
+
+
+class OperationsSettings(_Strict):
+    """``operations.yaml``: the daily schedule, sensors and alerts."""
+
+
 class Settings(_Strict):
     """All settings of one config directory."""
 
@@ -522,6 +532,8 @@ class Settings(_Strict):
     models: ModelSettings = ModelSettings()
     risk: RiskSettings = RiskSettings()
     strategies: dict[str, StrategySettings] = {}
+    storage: StorageSettings = StorageSettings()
+    operations: OperationsSettings = OperationsSettings()
 
 
 _FILES: dict[str, tuple[str, bool]] = {
@@ -534,6 +546,8 @@ _FILES: dict[str, tuple[str, bool]] = {
     "regimes": ("regimes.yaml", False),
     "models": ("models.yaml", False),
     "risk": ("risk.yaml", False),
+    "storage": ("storage.yaml", False),
+    "operations": ("operations.yaml", False),
 }
 STRATEGY_DIR = "strategies"
 # DuckDB schemas the warehouse already uses (a strategy's tables live in a schema of its name).
@@ -601,6 +615,8 @@ def load_settings(config_dir: str | Path | None = None) -> Settings:
         "regimes": RegimeSettings,
         "models": ModelSettings,
         "risk": RiskSettings,
+        "storage": StorageSettings,
+        "operations": OperationsSettings,
     }
     for section, (file_name, required) in _FILES.items():
         path = directory / file_name
