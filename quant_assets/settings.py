@@ -515,8 +515,53 @@ class StorageSettings(_Strict):
     backend: Literal["duckdb"] = "duckdb"  # the embedded default: one DuckDB file
 
 
+class DailyScheduleSettings(_Strict):
+    """The daily update: one run per new exchange session, after the close."""
+
+    enabled: bool = True
+    # Minutes after the calendar's regular close (XNYS 16:00 America/New_York): data vendors
+    # publish the day's bars a little after the bell.
+    minutes_after_close: Annotated[int, Field(ge=0, le=480)] = 30
+
+
+class SensorSettings(_Strict):
+    """How often the file and universe sensors look for changes."""
+
+    enabled: bool = True
+    minimum_interval_seconds: Annotated[int, Field(ge=5, le=86_400)] = 60
+
+
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
+
+
+class AlertSettings(_Strict):
+    """Run-failure alerts: always recorded under ``$QUANT_ASSETS_HOME/alerts``; posted to a
+    webhook only when ``webhook_url_env`` names an environment variable that holds its URL
+    (the URL often embeds a token, so it never lives in a config file)."""
+
+    webhook_url_env: str | None = None  # off by default
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+
+    @field_validator("webhook_url_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.match(value):
+            raise ValueError(
+                f"{value!r} is not an environment variable name (A-Z, 0-9, _): put the URL "
+                "in the environment and its variable's name here"
+            )
+        return value
+
+
 class OperationsSettings(_Strict):
-    """``operations.yaml``: the daily schedule, sensors and alerts."""
+    """``operations.yaml``: the daily schedule, sensors, declarative automation and alerts."""
+
+    schedule: DailyScheduleSettings = DailyScheduleSettings()
+    file_sensor: SensorSettings = SensorSettings()
+    universe_sensor: SensorSettings = SensorSettings(minimum_interval_seconds=30)
+    automation_interval_seconds: Annotated[int, Field(ge=5, le=3600)] = 30
+    alerts: AlertSettings = AlertSettings()
 
 
 class Settings(_Strict):

@@ -6,7 +6,7 @@ assets compute a whole partition range in one run (single-run backfill policy).
 """
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import polars as pl
@@ -26,6 +26,7 @@ from quant_assets.defs.partitions import (
     ticker_date_partitions,
 )
 from quant_assets.defs.resources import WarehouseResource
+from quant_assets.defs.schedules import SESSION_TAG
 from quant_assets.errors import BadBarsError
 from quant_assets.features.build import build_features, feature_columns, lookback_periods
 from quant_assets.ingest import IngestedBars, ingest_bars, range_hash
@@ -83,7 +84,12 @@ def build_assets(settings: Settings) -> list:
 
     def ingest(context: dg.AssetExecutionContext, tickers: list[str], start, end):
         provider = build_provider(settings)
-        raw = provider.fetch_bars(tickers, start - _PREVIOUS_CLOSE_MARGIN, end - timedelta(days=1))
+        last_day = end - timedelta(days=1)
+        session = context.run.tags.get(SESSION_TAG)
+        if session is not None:  # a daily run for session D never stores bars after D
+            last_day = min(last_day, date.fromisoformat(session))
+            end = last_day + timedelta(days=1)
+        raw = provider.fetch_bars(tickers, start - _PREVIOUS_CLOSE_MARGIN, last_day)
         return ingest_bars(
             raw,
             provider=provider.name,

@@ -13,8 +13,10 @@ from pathlib import Path
 import dagster as dg
 
 from quant_assets.defs.assets import build_assets
+from quant_assets.defs.automation import build_automation_sensor, with_automation
 from quant_assets.defs.model_assets import build_model_assets
-from quant_assets.defs.sensors import universe_sync_sensor
+from quant_assets.defs.schedules import build_daily_schedule
+from quant_assets.defs.sensors import build_sensors
 from quant_assets.defs.storage import storage_executor, storage_resources
 from quant_assets.defs.strategy_assets import build_strategy_assets
 from quant_assets.settings import Settings, data_home, load_settings
@@ -33,12 +35,15 @@ def build_definitions(settings: Settings | None = None, home: Path | None = None
     settings = settings or load_settings()
     home = home or data_home()
     return dg.Definitions(
-        assets=[
-            *build_assets(settings),
-            *build_model_assets(settings),
-            *build_strategy_assets(settings),
-        ],
-        sensors=[universe_sync_sensor],
+        assets=with_automation(
+            [
+                *build_assets(settings),
+                *build_model_assets(settings),
+                *build_strategy_assets(settings),
+            ]
+        ),
+        schedules=[build_daily_schedule(settings)],
+        sensors=[*build_sensors(settings, home), build_automation_sensor(settings)],
         resources=storage_resources(settings, home),
         executor=storage_executor(settings),
     )
