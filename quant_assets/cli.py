@@ -65,12 +65,89 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(code=1)
 
 
+SelectOption = Annotated[
+    str, typer.Option("--select", help="Comma-separated assets, or 'all'. Upstream included.")
+]
+
+
+def _selection(settings: Settings, select: str) -> list[str]:
+    from quant_assets.defs.runner import pipeline_assets
+
+    if select.strip() == "all":
+        return list(pipeline_assets(settings))
+    return [s.strip() for s in select.split(",") if s.strip()]
+
+
+def _run_ranges(
+    settings: Settings,
+    chosen: list[str],
+    start: date | None,
+    end: date | None,
+    tickers: list[str] | None,
+    *,
+    upstream: bool = True,
+    tags: dict[str, str] | None = None,
+) -> None:
+    """Run the planned range runs with a progress bar (runs and partitions); exit 1 on failure."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from quant_assets.defs.runner import RunOutcome, RunPlan, materialize
+
+    home = data_home()
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} partitions"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("planning", total=None)
+
+        def on_plan(plans: list[RunPlan]) -> None:
+            total = sum(max(p.partitions, 1) for p in plans)
+            progress.update(task, total=total, description=f"{len(plans)} run(s)")
+
+        def on_run(plan: RunPlan, outcome: RunOutcome | None) -> None:
+            if outcome is None:
+                progress.update(task, description=f"running {plan.label}")
+                return
+            mark = "[green]ok[/]" if outcome.success else "[red]FAILED[/]"
+            progress.console.print(
+                f"{mark} {plan.label}: {plan.partitions} partitions in "
+                f"{outcome.seconds:.1f}s (run {outcome.run_id[:8]})"
+            )
+            progress.advance(task, max(plan.partitions, 1))
+
+        outcomes = materialize(
+            settings,
+            home,
+            chosen,
+            start,
+            end,
+            tickers,
+            on_run=on_run,
+            on_plan=on_plan,
+            upstream=upstream,
+            tags=tags,
+        )
+        progress.update(task, description="finished")
+    failed = [o for o in outcomes if not o.success]
+    if failed:
+        outcome = failed[0]
+        errors.print(f"[bold red]run {outcome.run_id} failed[/] ({outcome.plan.label})")
+        if outcome.check_failures:
+            errors.print("failed checks: " + ", ".join(outcome.check_failures))
+        errors.print(outcome.error or "see the run in the Dagster UI", highlight=False)
+        raise typer.Exit(code=1)
+    console.print(f"[green]done[/]: {len(outcomes)} run(s); data in {home}")
+
+
 @app.command()
 def materialize(
     config: ConfigOption = None,
-    select: Annotated[
-        str, typer.Option("--select", help="Comma-separated assets, or 'all'. Upstream included.")
-    ] = "all",
+    select: SelectOption = "all",
     start: StartOption = None,
     end: EndOption = None,
     tickers: TickersOption = None,
@@ -84,67 +161,102 @@ def materialize(
     ] = False,
 ) -> None:
     """Materialise assets (and everything upstream) through Dagster for a date range."""
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    try:
+        settings = _settings(config)
+        chosen = _selection(settings, select)
+        first, last, symbols = _date(start, "--start"), _date(end, "--end"), _tickers(tickers)
+        _run_ranges(settings, chosen, first, last, symbols, upstream=not no_upstream)
+    except QuantAssetsError as exc:
+        _fail(exc)
 
-    from quant_assets.defs.runner import RunOutcome, RunPlan, materialize, pipeline_assets
+
+@app.command()
+def backfill(
+    start: Annotated[str, typer.Option("--start", help="First date, YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option("--end", help="Last date, YYYY-MM-DD.")],
+    config: ConfigOption = None,
+    tickers: TickersOption = None,
+    select: SelectOption = "all",
+) -> None:
+    """Backfill a partition range: every date window touching [start, end] for the tickers
+    (default: the universe), as few runs as the single-run backfill policies allow (one per
+    partitions definition and contiguous ticker block), with progress. Upstream included."""
+    import uuid
 
     try:
         settings = _settings(config)
-        chosen = (
-            list(pipeline_assets(settings))
-            if select.strip() == "all"
-            else [s.strip() for s in select.split(",") if s.strip()]
+        first, last = _date(start, "--start"), _date(end, "--end")
+        assert first is not None and last is not None
+        if last < first:
+            raise QuantAssetsError(f"--end {last} is before --start {first}")
+        chosen = _selection(settings, select)
+        backfill_id = uuid.uuid4().hex[:8]
+        console.print(f"backfill {backfill_id}: {', '.join(chosen)} over {first}..{last}")
+        _run_ranges(
+            settings,
+            chosen,
+            first,
+            last,
+            _tickers(tickers),
+            tags={"quant_assets/backfill": backfill_id},
         )
-        home = data_home()
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} runs"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        ) as progress:
-            task = progress.add_task("planning", total=None)
+    except QuantAssetsError as exc:
+        _fail(exc)
 
-            def on_run(plan: RunPlan, outcome: RunOutcome | None) -> None:
-                if outcome is None:
-                    progress.update(task, description=f"running {plan.label}")
-                    return
-                mark = "[green]ok[/]" if outcome.success else "[red]FAILED[/]"
-                progress.console.print(
-                    f"{mark} {plan.label}: {plan.partitions} partitions in "
-                    f"{outcome.seconds:.1f}s (run {outcome.run_id[:8]})"
-                )
-                progress.advance(task)
 
-            def on_plan(plans: list[RunPlan]) -> None:
-                progress.update(task, total=len(plans), description="materialising")
+@app.command()
+def update(
+    config: ConfigOption = None,
+    session: Annotated[
+        str | None,
+        typer.Option(
+            "--session",
+            help="The session to ingest, YYYY-MM-DD (default: the latest completed session).",
+        ),
+    ] = None,
+) -> None:
+    """The daily path without a daemon: the daily schedule's runs for one session, then
+    declarative automation until every downstream asset (to each strategy's orders) is
+    current. Under `dagster dev` the schedule and the automation sensor do this."""
+    from quant_assets.defs.daily import run_daily_update
+    from quant_assets.defs.runner import RunOutcome
 
-            outcomes = materialize(
-                settings,
-                home,
-                chosen,
-                _date(start, "--start"),
-                _date(end, "--end"),
-                _tickers(tickers),
-                on_run=on_run,
-                on_plan=on_plan,
-                upstream=not no_upstream,
-            )
-            progress.update(task, description="finished")
+    try:
+        settings = _settings(config)
+        day = _date(session, "--session") or latest_session(settings)
+
+        def on_run(run: RunOutcome) -> None:
+            mark = "[green]ok[/]" if run.success else "[red]FAILED[/]"
+            console.print(f"{mark} {run.plan.label} in {run.seconds:.1f}s (run {run.run_id[:8]})")
+
+        outcome = run_daily_update(settings, data_home(), day, on_run=on_run)
     except QuantAssetsError as exc:
         _fail(exc)
         return
-    failed = [o for o in outcomes if not o.success]
-    if failed:
-        outcome = failed[0]
-        errors.print(f"[bold red]run {outcome.run_id} failed[/] ({outcome.plan.label})")
-        if outcome.check_failures:
-            errors.print("failed checks: " + ", ".join(outcome.check_failures))
-        errors.print(outcome.error or "see the run in the Dagster UI", highlight=False)
-        raise typer.Exit(code=1)
-    console.print(f"[green]done[/]: {len(outcomes)} run(s); data in {home}")
+    if outcome.skipped:
+        console.print(f"nothing to do for {day}: {outcome.skipped}")
+        return
+    console.print(
+        f"[green]done[/]: session {day}: {len(outcome.runs)} run(s), {outcome.ticks} automation "
+        f"tick(s), {outcome.seconds:.1f}s"
+    )
+
+
+def latest_session(settings: Settings) -> date:
+    """The latest session whose close has passed (capped at universe.yaml's end)."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from quant_assets.calendar import last_session_on_or_before
+    from quant_assets.defs.schedules import close_schedule
+
+    universe = settings.universe
+    when = close_schedule(universe.calendar, settings.operations.schedule.minutes_after_close)
+    now = datetime.now(ZoneInfo(when.timezone))
+    today = now.date() if now.time() >= when.close else now.date() - timedelta(days=1)
+    if universe.end is not None:
+        today = min(today, universe.end)
+    return last_session_on_or_before(universe.calendar, today)
 
 
 @app.command()

@@ -160,3 +160,39 @@ def pipeline(tmp_path_factory) -> Iterator[Project]:
     finally:
         if saved is not None:
             os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+def copy_project(project: Project, root: Path) -> Project:
+    """A full copy of ``project`` (configs, files, warehouse, Dagster instance, MLflow store)
+    under ``root`` that shares nothing with it: paths stored in the copy are rewritten."""
+    import shutil
+    import sqlite3
+
+    root.mkdir(parents=True, exist_ok=True)
+    copy = Project(
+        root / "configs", root / "drop", root / "data", project.tickers, project.benchmark
+    )
+    shutil.copytree(project.config_dir, copy.config_dir)
+    shutil.copytree(project.drop, copy.drop)
+    shutil.copytree(project.home, copy.home)
+    providers = yaml.safe_load((copy.config_dir / "providers.yaml").read_text())
+    providers["files"]["path"] = str(copy.drop)
+    (copy.config_dir / "providers.yaml").write_text(yaml.safe_dump(providers))
+    # The instance's dagster.yaml names the original storage: a new one is written on open.
+    (copy.home / "dagster" / "dagster.yaml").unlink()
+    store = copy.home / "mlflow" / "mlflow.db"
+    if store.exists():  # artifact locations are absolute paths into the original
+        old, new = str(project.home), str(copy.home)
+        with sqlite3.connect(store) as conn:
+            tables = [
+                r[0] for r in conn.execute("select name from sqlite_master where type='table'")
+            ]
+            for table in tables:
+                for column in conn.execute(f"pragma table_info('{table}')").fetchall():
+                    if "CHAR" in column[2].upper() or "TEXT" in column[2].upper():
+                        conn.execute(
+                            f'update "{table}" set "{column[1]}" = replace("{column[1]}", ?, ?) '
+                            f'where "{column[1]}" like ?',
+                            [old, new, f"%{old}%"],
+                        )
+    return copy

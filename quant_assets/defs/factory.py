@@ -15,7 +15,7 @@ import dagster as dg
 from quant_assets.defs.assets import build_assets
 from quant_assets.defs.automation import build_automation_sensor, with_automation
 from quant_assets.defs.model_assets import build_model_assets
-from quant_assets.defs.schedules import build_daily_schedule
+from quant_assets.defs.schedules import build_daily_schedules
 from quant_assets.defs.sensors import build_sensors
 from quant_assets.defs.storage import storage_executor, storage_resources
 from quant_assets.defs.strategy_assets import build_strategy_assets
@@ -40,9 +40,10 @@ def build_definitions(settings: Settings | None = None, home: Path | None = None
                 *build_assets(settings),
                 *build_model_assets(settings),
                 *build_strategy_assets(settings),
-            ]
+            ],
+            strategies=list(settings.strategies),
         ),
-        schedules=[build_daily_schedule(settings)],
+        schedules=build_daily_schedules(settings),
         sensors=[*build_sensors(settings, home), build_automation_sensor(settings)],
         resources=storage_resources(settings, home),
         executor=storage_executor(settings),

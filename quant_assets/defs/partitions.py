@@ -38,16 +38,15 @@ def window_start_of(day: date, grain: str) -> date:
 
 
 def _windows(start: date, cron: str, end: date | None) -> dg.TimeWindowPartitionsDefinition:
-    kwargs: dict = {}
-    if end is not None:
-        kwargs["end"] = datetime.combine(end, datetime.min.time())
-    else:
-        kwargs["end_offset"] = 1
+    # end_offset=1: the current, incomplete window exists (a daily run for today's session
+    # writes into it), also when evaluated at a past time (schedule tests, replays); ``end``
+    # still caps the set.
     return dg.TimeWindowPartitionsDefinition(
         start=datetime.combine(start, datetime.min.time()),
         cron_schedule=cron,
         fmt="%Y-%m-%d",
-        **kwargs,
+        end=datetime.combine(end, datetime.min.time()) if end is not None else None,
+        end_offset=1,
     )
 
 

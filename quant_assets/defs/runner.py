@@ -291,7 +291,7 @@ def _plan(assets: tuple[str, ...], first: str, last: str, count: int, suffix: st
     return RunPlan(assets, first, last, count, f"{', '.join(assets)} {span}{suffix}")
 
 
-def _failure_text(result: dg.ExecuteInProcessResult) -> tuple[str | None, list[str]]:
+def run_failure_text(result: dg.ExecuteInProcessResult) -> tuple[str | None, list[str]]:
     checks = []
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
@@ -310,11 +310,16 @@ def _failure_text(result: dg.ExecuteInProcessResult) -> tuple[str | None, list[s
     return ("\n".join(messages) or None), checks
 
 
-def execute_plan(defs: dg.Definitions, instance: dg.DagsterInstance, plan: RunPlan) -> RunOutcome:
+def execute_plan(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    plan: RunPlan,
+    extra_tags: dict[str, str] | None = None,
+) -> RunOutcome:
     """Run one plan in-process on ``instance``; never raises for a failed run."""
     job = defs.resolve_implicit_global_asset_job_def()
     started = time.perf_counter()
-    tags = {"quant_assets/launched_by": "cli"}
+    tags = {"quant_assets/launched_by": "cli", **(extra_tags or {})}
     if plan.range_start:
         tags["dagster/asset_partition_range_start"] = plan.range_start
         tags["dagster/asset_partition_range_end"] = plan.range_end
@@ -326,7 +331,7 @@ def execute_plan(defs: dg.Definitions, instance: dg.DagsterInstance, plan: RunPl
         # Events still go to the instance (and the UI); the terminal shows our progress only.
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
-    error, checks = _failure_text(result)
+    error, checks = run_failure_text(result)
     return RunOutcome(
         plan=plan,
         run_id=result.run_id,
@@ -348,6 +353,7 @@ def materialize(
     instance: dg.DagsterInstance | None = None,
     on_plan: Callable[[list[RunPlan]], None] | None = None,
     upstream: bool = True,
+    tags: dict[str, str] | None = None,
 ) -> list[RunOutcome]:
     """Materialise ``select`` and (``upstream``) everything upstream of it over a range; stop
     at the first failed run. ``upstream=False`` runs exactly the selection on the stored
@@ -369,7 +375,7 @@ def materialize(
         for plan in plans:
             if on_run:
                 on_run(plan, None)
-            outcome = execute_plan(defs, instance, plan)
+            outcome = execute_plan(defs, instance, plan, tags)
             outcomes.append(outcome)
             if on_run:
                 on_run(plan, outcome)

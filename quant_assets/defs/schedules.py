@@ -1,8 +1,9 @@
 """The daily update: after each session's close, one run ingests that session for the universe.
 
-The schedule only requests the roots (``bars`` for every ticker in one run, and
-``benchmark_bars``); everything downstream follows by declarative automation
-(:mod:`quant_assets.defs.automation`), so the UI shows, per asset, why it ran.
+The schedules only request the roots: ``bars`` for every ticker in one run, and
+``benchmark_bars`` (one schedule each: a schedule targets one partitions definition).
+Everything downstream follows by declarative automation (:mod:`quant_assets.defs.automation`),
+so the UI shows, per asset, why it ran.
 
 Partitions are date *windows* (month or year, see partitions.py), so "the new trading date"
 is the window holding it, capped at that session by the :data:`SESSION_TAG` run tag: a run
@@ -88,34 +89,47 @@ def _multi_key(window: str, ticker: str) -> str:
     return str(dg.MultiPartitionKey({DATE_DIMENSION: window, TICKER_DIMENSION: ticker}))
 
 
-def build_daily_schedule(settings: Settings) -> dg.ScheduleDefinition:
-    """The ``daily_update`` schedule of ``settings`` (running by default when enabled)."""
+def build_daily_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
+    """``daily_update`` (bars, the whole universe in one run) and ``daily_benchmark_update``
+    (benchmark_bars), on the same tick: a Dagster schedule targets one partitions definition.
+    Running by default when ``operations.yaml: schedule.enabled``."""
     calendar = settings.universe.calendar
     config = settings.operations.schedule
     when = close_schedule(calendar, config.minutes_after_close)
-
-    @dg.schedule(
-        name=DAILY_SCHEDULE,
-        cron_schedule=when.cron,
-        execution_timezone=when.timezone,
-        target=dg.AssetSelection.assets("bars", "benchmark_bars"),
-        default_status=(
-            dg.DefaultScheduleStatus.RUNNING if config.enabled else dg.DefaultScheduleStatus.STOPPED
-        ),
-        description=(
-            f"After each {calendar} session ({when.close:%H:%M} {when.timezone} close + "
-            f"{config.minutes_after_close} min): ingest the session's bars for the whole "
-            "universe and the benchmark. Downstream assets follow by declarative automation. "
-            "No run on holidays or weekends."
-        ),
+    status = (
+        dg.DefaultScheduleStatus.RUNNING if config.enabled else dg.DefaultScheduleStatus.STOPPED
     )
-    def daily_update(context: dg.ScheduleEvaluationContext):
-        tick = context.scheduled_execution_time
-        assert tick is not None
-        session = session_of_tick(calendar, tick)
-        if session is None:
-            return dg.SkipReason(f"{tick:%Y-%m-%d} is not a {calendar} session")
-        tickers = list(context.instance.get_dynamic_partitions(TICKER_DIMENSION))
-        return daily_run_requests(settings, session, tickers)
+    when_text = f"After each {calendar} session ({when.close:%H:%M} {when.timezone} close + " + (
+        f"{config.minutes_after_close} min)"
+    )
 
-    return daily_update
+    def build(name: str, asset: str, what: str) -> dg.ScheduleDefinition:
+        @dg.schedule(
+            name=name,
+            cron_schedule=when.cron,
+            execution_timezone=when.timezone,
+            target=dg.AssetSelection.assets(asset),
+            default_status=status,
+            description=(
+                f"{when_text}: ingest the session's {what}. Downstream assets follow by "
+                "declarative automation. No run on holidays or weekends."
+            ),
+        )
+        def daily(context: dg.ScheduleEvaluationContext):
+            tick = context.scheduled_execution_time
+            assert tick is not None
+            session = session_of_tick(calendar, tick)
+            if session is None:
+                return dg.SkipReason(f"{tick:%Y-%m-%d} is not a {calendar} session")
+            tickers = list(context.instance.get_dynamic_partitions(TICKER_DIMENSION))
+            requests = daily_run_requests(settings, session, tickers)
+            if isinstance(requests, dg.SkipReason):
+                return requests
+            return [r for r in requests if r.asset_selection == [dg.AssetKey(asset)]]
+
+        return daily
+
+    return [
+        build(DAILY_SCHEDULE, "bars", "bars for the whole universe (one run)"),
+        build(f"{DAILY_SCHEDULE}_benchmark", "benchmark_bars", "benchmark bars"),
+    ]
