@@ -117,6 +117,8 @@ def build_universe_sensor(settings: Settings) -> dg.SensorDefinition:
 
     @dg.sensor(
         name=UNIVERSE_SENSOR,
+        # What its backfills may target (Dagster requires it for backfill requests).
+        asset_selection=dg.AssetSelection.assets("bars").downstream(),
         minimum_interval_seconds=config.minimum_interval_seconds,
         default_status=_status(config.enabled),
         description=(
@@ -225,6 +227,7 @@ def build_file_sensor(settings: Settings) -> dg.SensorDefinition | None:
 
     @dg.sensor(
         name=FILE_SENSOR,
+        asset_selection=dg.AssetSelection.assets("bars", "benchmark_bars"),
         minimum_interval_seconds=config.minimum_interval_seconds,
         default_status=_status(config.enabled),
         description=(
