@@ -84,20 +84,56 @@ class SyntheticProviderSettings(_Strict):
     origin: date = date(1990, 1, 2)
 
 
-class ProvidersSettings(_Strict):
-    """``providers.yaml``: which provider runs, and each provider's own options."""
+# Yahoo's own symbols: indices (^GSPC), share classes (BRK-B), foreign listings (VOD.L), FX.
+YahooSymbol = Annotated[str, Field(pattern=r"^\^?[A-Z0-9]{1,10}(?:[.\-=][A-Z0-9]{1,4})?$")]
 
-    provider: Literal["bundled", "synthetic", "files", "yahoo"] = "bundled"
+
+class YahooProviderSettings(_Strict):
+    """The yahoo provider (network): retries, rate limit (seed 003: 5/s, burst 5), symbols."""
+
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 4
+    backoff_seconds: float = Field(default=1.0, ge=0, le=60, description="first retry wait")
+    max_backoff_seconds: float = Field(default=30.0, ge=0, le=600)
+    rate_per_second: float = Field(default=5.0, gt=0, le=100)
+    burst: Annotated[int, Field(ge=1, le=100)] = 5
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    symbols: dict[Ticker, YahooSymbol] = {}  # our ticker -> Yahoo's, over the built-in map
+
+
+ProviderName = Literal["bundled", "synthetic", "files", "yahoo"]
+
+
+class ProvidersSettings(_Strict):
+    """``providers.yaml``: the primary provider, its ordered fallbacks, each one's options."""
+
+    provider: ProviderName = "bundled"
+    fallback: list[ProviderName] = []
     files: FilesProviderSettings | None = None
     synthetic: SyntheticProviderSettings = SyntheticProviderSettings()
+    yahoo: YahooProviderSettings = YahooProviderSettings()
+
+    @field_validator("fallback")
+    @classmethod
+    def _distinct_fallbacks(cls, fallback: list[str]) -> list[str]:
+        dupes = sorted({name for name in fallback if fallback.count(name) > 1})
+        if dupes:
+            raise ValueError(f"duplicate fallback provider(s): {', '.join(dupes)}")
+        return fallback
 
     @model_validator(mode="after")
     def _consistent(self) -> ProvidersSettings:
         if self.provider == "files" and self.files is None:
             raise ValueError("provider 'files' needs a 'files: {path: ...}' section")
-        if self.provider == "yahoo":
-            raise ValueError("the yahoo provider is not available yet (planned); use bundled")
+        if self.provider in self.fallback:
+            raise ValueError(f"fallback repeats the primary provider {self.provider!r}")
+        if "files" in self.fallback and self.files is None:
+            raise ValueError("fallback 'files' needs a 'files: {path: ...}' section")
         return self
+
+    @property
+    def chain(self) -> list[str]:
+        """The provider names in the order they are tried: the primary, then the fallbacks."""
+        return [self.provider, *self.fallback]
 
 
 class FeatureSettings(_Strict):

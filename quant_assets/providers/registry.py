@@ -1,4 +1,4 @@
-"""Build the configured provider from settings."""
+"""Build the configured providers from settings: the primary and its fallback chain."""
 
 from __future__ import annotations
 
@@ -7,29 +7,55 @@ from quant_assets.providers.base import BarProvider
 from quant_assets.settings import Settings
 
 
-def build_provider(settings: Settings) -> BarProvider:
-    """The provider named in ``providers.yaml``."""
-    choice = settings.providers.provider
-    if choice == "bundled":
+def build_named_provider(name: str, settings: Settings) -> BarProvider:
+    """The provider called ``name``, configured from ``providers.yaml``.
+
+    Raises ConfigError naming providers.yaml for a name no provider answers to.
+    """
+    providers = settings.providers
+    if name == "bundled":
         from quant_assets.providers.bundled import BundledProvider
 
         return BundledProvider()
-    if choice == "synthetic":
+    if name == "synthetic":
         from quant_assets.providers.synthetic import SyntheticProvider
 
-        synthetic = settings.providers.synthetic
         return SyntheticProvider(
-            seed=synthetic.seed,
+            seed=providers.synthetic.seed,
             calendar=settings.universe.calendar,
-            origin=synthetic.origin,
+            origin=providers.synthetic.origin,
             benchmark=settings.universe.benchmark,
             end=settings.universe.end,
         )
-    if choice == "files":
+    if name == "files":
         from quant_assets.providers.files import FilesProvider
 
-        assert settings.providers.files is not None  # enforced by ProvidersSettings
-        return FilesProvider(settings.providers.files.path)
+        if providers.files is None:  # ProvidersSettings refuses this; a guard for mypy
+            raise ConfigError(str(settings.config_dir / "providers.yaml"), "files", "needs a path")
+        return FilesProvider(providers.files.path)
+    if name == "yahoo":
+        from quant_assets.providers.yahoo import YahooProvider
+
+        yahoo = providers.yahoo
+        return YahooProvider(
+            symbols=yahoo.symbols,
+            max_attempts=yahoo.max_attempts,
+            backoff_seconds=yahoo.backoff_seconds,
+            max_backoff_seconds=yahoo.max_backoff_seconds,
+            timeout_seconds=yahoo.timeout_seconds,
+            rate_per_second=yahoo.rate_per_second,
+            burst=yahoo.burst,
+        )
     raise ConfigError(
-        str(settings.config_dir / "providers.yaml"), "provider", f"{choice!r} is not available"
+        str(settings.config_dir / "providers.yaml"), "provider", f"{name!r} is not available"
     )
+
+
+def build_provider(settings: Settings) -> BarProvider:
+    """The primary provider named by ``provider:`` in ``providers.yaml``."""
+    return build_named_provider(settings.providers.provider, settings)
+
+
+def build_provider_chain(settings: Settings) -> list[BarProvider]:
+    """The primary provider, then each ``fallback:`` provider, in the order they are tried."""
+    return [build_named_provider(name, settings) for name in settings.providers.chain]
