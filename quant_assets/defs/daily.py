@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 import dagster as dg
 from dagster._core.definitions.automation_tick_evaluation_context import (
@@ -35,6 +35,7 @@ from quant_assets.defs.runner import (
 from quant_assets.defs.schedules import (
     DAILY_SCHEDULE,
     daily_run_requests,
+    session_of_tick,
 )
 from quant_assets.settings import Settings
 
@@ -149,7 +150,12 @@ def run_daily_update(
         # A first evaluation sets the baseline: "updated" means updated after it.
         cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
         tickers = list(instance.get_dynamic_partitions("ticker"))
-        scheduled = daily_run_requests(settings, session, tickers)
+        calendar = settings.universe.calendar
+        scheduled = (
+            daily_run_requests(settings, session, tickers)
+            if session_of_tick(calendar, datetime.combine(session, datetime.min.time()))
+            else dg.SkipReason(f"{session} is not a {calendar} session")
+        )
         if isinstance(scheduled, dg.SkipReason):
             outcome.skipped = scheduled.skip_message
             return outcome
