@@ -7,6 +7,7 @@ from datetime import date
 import duckdb
 import polars as pl
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from quant_assets.cli import app
@@ -100,12 +101,66 @@ def test_materialize_export_and_inspect_signals_round_trip(make_project, cli, tm
     assert status.exit_code == 0 and "signals" in status.output
 
 
-@pytest.mark.parametrize("ticker", ["AAPL; DROP TABLE bars", "../etc", "", "A" * 100])
-def test_malformed_tickers_are_refused_before_anything_runs(make_project, cli, ticker):
+MALFORMED_TICKERS = ["AAPL; DROP TABLE bars", "../etc", "", "A" * 100]
+
+
+@pytest.mark.parametrize("ticker", MALFORMED_TICKERS)
+@pytest.mark.parametrize("command", ["materialize", "backfill"])
+def test_malformed_tickers_are_refused_before_anything_runs(make_project, cli, ticker, command):
     project = make_project(["AAA"], date(2020, 1, 1), date(2020, 1, 31))
-    result = cli(project, "materialize", "--tickers", ticker or ",")
+    dates = ["--start", "2020-01-01", "--end", "2020-01-31"] if command == "backfill" else []
+    result = cli(project, command, "--tickers", ticker or ",", *dates)
     assert result.exit_code != 0
+    assert "invalid ticker" in result.output or "no ticker given" in result.output, result.output
     assert not (project.home / "warehouse.duckdb").exists()
+
+
+@pytest.mark.parametrize("ticker", MALFORMED_TICKERS)
+def test_malformed_tickers_in_universe_yaml_are_refused_naming_the_file(make_project, cli, ticker):
+    project = make_project(["AAA"], date(2020, 1, 1), date(2020, 1, 31))
+    universe = yaml.safe_load((project.config_dir / "universe.yaml").read_text())
+    universe["tickers"] = ["AAA", ticker]
+    (project.config_dir / "universe.yaml").write_text(yaml.safe_dump(universe))
+    result = cli(project, "update", "--session", "2020-01-02")
+    assert result.exit_code != 0
+    assert "universe.yaml" in result.output and "tickers" in result.output
+    assert not (project.home / "warehouse.duckdb").exists()
+    assert not (project.home / "dagster").exists()
+
+
+def test_backfill_runs_a_partition_range_in_as_few_runs_as_the_policies_allow(make_project, cli):
+    project = make_project(["AAA", "BBB", "CCC"], date(2020, 1, 1), date(2020, 6, 30))
+    result = cli(
+        project,
+        "backfill",
+        "--start",
+        "2020-02-10",
+        "--end",
+        "2020-04-05",
+        "--tickers",
+        "AAA,BBB",
+        "--select",
+        "features",
+    )
+    assert result.exit_code == 0, result.output
+    # benchmark (with the features' look-back) in one run, bars + features in one run.
+    assert "done: 2 run(s)" in result.output
+    assert "benchmark_bars 2020-01-01..2020-04-01: 4 partitions" in result.output
+    assert "bars, features 2020-02-01..2020-04-01 × AAA..BBB (2 ticker(s)): 6 partitions" in (
+        result.output.replace("\n", " ")
+    )
+    with duckdb.connect(str(project.home / "warehouse.duckdb"), read_only=True) as conn:
+        first, last, tickers = conn.execute(
+            "select min(date), max(date), list(distinct ticker order by ticker) "
+            "from market.features"
+        ).fetchone()
+    assert (first.month, last.month, tickers) == (2, 4, ["AAA", "BBB"])
+
+
+def test_backfill_refuses_an_inverted_range(make_project, cli):
+    project = make_project(["AAA"], date(2020, 1, 1), date(2020, 3, 31))
+    result = cli(project, "backfill", "--start", "2020-03-01", "--end", "2020-02-01")
+    assert result.exit_code != 0 and "before --start" in result.output
 
 
 def test_a_malformed_config_fails_fast_naming_file_and_key(make_project, cli):
