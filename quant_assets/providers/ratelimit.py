@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 Clock = Callable[[], float]
+_TOLERANCE = 1e-9
 Sleep = Callable[[float], None]
 
 
@@ -53,8 +54,10 @@ class TokenBucket:
             elapsed = max(0.0, now - self._updated)
             self._tokens = min(self.capacity, self._tokens + elapsed * self.rate_per_second)
             self._updated = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
+            # The tolerance absorbs float rounding of elapsed * rate: without it a wait of
+            # exactly 1/rate can leave 0.999999... tokens and a wait too small to move a clock.
+            if self._tokens >= 1.0 - _TOLERANCE:
+                self._tokens = max(0.0, self._tokens - 1.0)
                 return 0.0
             return (1.0 - self._tokens) / self.rate_per_second
 

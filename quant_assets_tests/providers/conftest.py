@@ -36,7 +36,9 @@ class NetworkAccessInTests(RuntimeError):
 
 
 @pytest.fixture(autouse=True)
-def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Refuse the network; yields the list of refused attempts (a test of the guard may
+    clear it after checking it)."""
     attempts: list[str] = []
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
@@ -50,7 +52,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     monkeypatch.setattr(curl_requests.Session, "request", refuse)
-    yield
+    yield attempts
     if attempts:
         pytest.fail(f"the test tried to reach the network: {attempts}")
 
@@ -77,6 +79,14 @@ def load_chart(name: str) -> dict[str, Any]:
     """A recorded chart-API body as a dict, to alter in a test."""
     loaded: dict[str, Any] = json.loads((RECORDED / name).read_text())
     return loaded
+
+
+def _recorded(response: str | dict[str, Any] | Recorded) -> Recorded:
+    if isinstance(response, str):
+        return Recorded.load(response)
+    if isinstance(response, dict):
+        return Recorded.chart(response)
+    return response
 
 
 class FakeResponse:
@@ -106,17 +116,22 @@ class YahooReplay:
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     _served: dict[str, int] = field(default_factory=dict)
 
-    def serve(self, symbol: str, *responses: Recorded | str) -> None:
+    def serve(self, symbol: str, *responses: str | dict[str, Any] | Recorded) -> None:
         """Answer price requests for ``symbol`` with ``responses`` in turn (the last repeats).
 
-        yfinance re-sends a request once after any HTTP error (switching its cookie strategy),
-        so a rate limit that holds costs two responses: ``serve(s, "x.429.txt", "x.429.txt",
-        "ok.200.json")`` is one failed attempt, then a good one. Timezone look-ups (``range``
-        requests) get the first 200 response (its ``meta``), else the first response.
+        A response is a file name in ``recorded/`` or a chart-API body (a dict, served with
+        status 200; see :meth:`chart`). yfinance re-sends a request once after any HTTP error
+        (switching its cookie strategy), so a rate limit that holds costs two responses:
+        ``serve(s, "x.429.txt", "x.429.txt", "ok.200.json")`` is one failed attempt, then a
+        good one. Timezone look-ups (``range`` requests) get the first 200 response (its
+        ``meta``), else the first response.
         """
-        self.answers[symbol] = [
-            r if isinstance(r, Recorded) else Recorded.load(r) for r in responses
-        ]
+        self.answers[symbol] = [_recorded(r) for r in responses]
+
+    @staticmethod
+    def chart(name: str) -> dict[str, Any]:
+        """A recorded chart-API body as a fresh dict, for a test to alter and serve."""
+        return load_chart(name)
 
     def price_requests(self, symbol: str) -> list[dict[str, Any]]:
         """The params of every price-history request (``period1``/``period2``) for ``symbol``."""
