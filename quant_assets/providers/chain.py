@@ -105,20 +105,22 @@ def route_bars(
     calendar: str,
     grain: str,
     quality: QualitySettings,
-    row_check: RowCheck = bar_quality.validate_bars,
+    row_check: RowCheck | None = None,
 ) -> RoutedBars:
     """Fetch each ticker's bars in ``[start, end]`` from the first provider of ``chain`` that
     delivers bars passing the blocking checks (see the module docstring).
 
     ``calendar`` (exchange calendar) and ``grain`` (``month``/``year``) define the windows of
     the quality score; ``quality`` holds the spike threshold and the minimum score;
-    ``row_check`` is the row-level rule suite (tests may pass a faster stand-in). Returns a
+    ``row_check`` is the row-level rule suite (default :func:`validate_bars`; tests may pass
+    a faster stand-in). Returns a
     :class:`RoutedBars`. Raises :class:`RoutingError` (a ProviderError) naming every ticker no
     provider could serve with each provider's reason, ValueError for an empty chain.
     Exceptions other than ProviderError and network errors (bugs, invalid tickers) propagate.
     """
     if not chain:
         raise ValueError("the provider chain is empty")
+    check = row_check or bar_quality.validate_bars
     pending = list(dict.fromkeys(tickers))
     attempts: list[Attempt] = []
     served: dict[str, pl.DataFrame] = {}
@@ -126,31 +128,33 @@ def route_bars(
     for provider in chain:
         if not pending:
             break
+        # One round per provider: fetch every pending ticker, judge them together, log the
+        # round's attempts in ticker order.
+        round_attempts: dict[str, Attempt] = {}
         fetched: dict[str, pl.DataFrame] = {}
         for ticker in pending:
             try:
                 frame = provider.fetch_bars([ticker], start, end)
             except (ProviderError, OSError) as exc:
-                attempts.append(Attempt(provider.name, ticker, "error", _short(exc)))
+                round_attempts[ticker] = Attempt(provider.name, ticker, "error", _short(exc))
                 continue
             frame = frame.select(BAR_COLUMNS).filter(pl.col("ticker") == ticker)
             if frame.is_empty():
-                attempts.append(
-                    Attempt(provider.name, ticker, "empty", f"no bars in [{start}, {end}]")
-                )
+                reason = f"no bars in [{start}, {end}]"
+                round_attempts[ticker] = Attempt(provider.name, ticker, "empty", reason)
                 continue
             fetched[ticker] = frame
-        verdicts = _judge(fetched, calendar=calendar, grain=grain, quality=quality, check=row_check)
+        verdicts = _judge(fetched, calendar=calendar, grain=grain, quality=quality, check=check)
         for ticker, frame in fetched.items():
             score, problem = verdicts[ticker]
-            if problem is not None:
-                attempts.append(
-                    Attempt(provider.name, ticker, "rejected", problem, score, frame.height)
-                )
-                continue
-            attempts.append(Attempt(provider.name, ticker, "ok", "", score, frame.height))
-            served[ticker] = frame
-            served_by[ticker] = provider.name
+            outcome: Outcome = "ok" if problem is None else "rejected"
+            round_attempts[ticker] = Attempt(
+                provider.name, ticker, outcome, problem or "", score, frame.height
+            )
+            if problem is None:
+                served[ticker] = frame
+                served_by[ticker] = provider.name
+        attempts.extend(round_attempts[t] for t in pending)
         pending = [t for t in pending if t not in served]
     failed = [t for t in pending if any(a.ticker == t and a.outcome != "empty" for a in attempts)]
     if failed:
