@@ -6,6 +6,7 @@ assets compute a whole partition range in one run (single-run backfill policy).
 """
 
 from collections.abc import Iterator
+from dataclasses import asdict, replace
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -31,7 +32,8 @@ from quant_assets.errors import BadBarsError
 from quant_assets.features.build import build_features, feature_columns, lookback_periods
 from quant_assets.ingest import IngestedBars, ingest_bars, range_hash
 from quant_assets.providers.base import available_columns
-from quant_assets.providers.registry import build_provider
+from quant_assets.providers.chain import RoutingError, route_bars
+from quant_assets.providers.registry import build_provider_chain
 from quant_assets.quality.derived import validate_features, validate_signals
 from quant_assets.quality.gx import ValidationReport
 from quant_assets.settings import Settings
@@ -83,16 +85,39 @@ def build_assets(settings: Settings) -> list:
     )
 
     def ingest(context: dg.AssetExecutionContext, tickers: list[str], start, end):
-        provider = build_provider(settings)
         last_day = end - timedelta(days=1)
         session = context.run.tags.get(SESSION_TAG)
         if session is not None:  # a daily run for session D never stores bars after D
             last_day = min(last_day, date.fromisoformat(session))
             end = last_day + timedelta(days=1)
-        raw = provider.fetch_bars(tickers, start - _PREVIOUS_CLOSE_MARGIN, last_day)
-        return ingest_bars(
+        first_day = start - _PREVIOUS_CLOSE_MARGIN
+        chain = build_provider_chain(settings)
+        if len(chain) == 1:  # one provider: its data goes to the quality suite as it is
+            raw, served_by, routing = chain[0].fetch_bars(tickers, first_day, last_day), {}, {}
+            name = chain[0].name
+        else:  # the next provider when one fails or its data fails the blocking checks
+            try:
+                routed = route_bars(
+                    chain,
+                    tickers,
+                    first_day,
+                    last_day,
+                    calendar=universe.calendar,
+                    grain=grain,
+                    quality=settings.quality,
+                )
+            except RoutingError as error:
+                raise dg.Failure(
+                    description=str(error),
+                    metadata={
+                        "attempts": dg.MetadataValue.json([asdict(a) for a in error.attempts])
+                    },
+                ) from error
+            raw, served_by, name = routed.frame, routed.served_by, chain[0].name
+            routing = routed.as_metadata()
+        ingested = ingest_bars(
             raw,
-            provider=provider.name,
+            provider=name,
             start=start,
             end=end,
             calendar=universe.calendar,
@@ -100,9 +125,23 @@ def build_assets(settings: Settings) -> list:
             quality=settings.quality,
             ingested_at=datetime.now(UTC),
         )
+        if served_by:  # each row names the provider that actually served its ticker
+            frame = ingested.frame.with_columns(
+                pl.col("ticker").replace_strict(served_by, default=name).alias("provider")
+            )
+            ingested = replace(ingested, frame=frame)
+        return ingested, {
+            "provider_chain": " → ".join(p.name for p in chain),
+            **({"providers": dg.MetadataValue.json(routing)} if routing else {}),
+        }
 
     def emit_ingested(
-        context: dg.AssetExecutionContext, ingested: IngestedBars, prefix: str, windows, tickers
+        context: dg.AssetExecutionContext,
+        ingested: IngestedBars,
+        prefix: str,
+        windows,
+        tickers,
+        routing: dict,
     ) -> Iterator:
         blocking = ValidationReport(
             suite=f"{prefix}_quality",
@@ -135,6 +174,8 @@ def build_assets(settings: Settings) -> list:
                 # Output metadata is copied into every partition's materialisation event, so
                 # only scalars here; the per-partition score table lives on the check result.
                 "quality_score_min": _quality_metadata(ingested)["quality_score_min"],
+                # Which provider served each ticker and every fallback attempt (per partition).
+                **routing,
             },
         )
         yield dg.AssetCheckResult(
@@ -180,8 +221,8 @@ def build_assets(settings: Settings) -> list:
         a failing partition range writes nothing.
         """
         rect = rectangle_from_keys(context.partition_keys, per_ticker)
-        ingested = ingest(context, list(rect.tickers), rect.start, rect.end)
-        yield from emit_ingested(context, ingested, "bars", rect.windows, rect.tickers)
+        ingested, routing = ingest(context, list(rect.tickers), rect.start, rect.end)
+        yield from emit_ingested(context, ingested, "bars", rect.windows, rect.tickers, routing)
 
     @dg.asset(
         partitions_def=by_date,
@@ -209,8 +250,8 @@ def build_assets(settings: Settings) -> list:
     def benchmark_bars(context: dg.AssetExecutionContext) -> Iterator:
         """Daily bars of the benchmark index (``universe.yaml: benchmark``), one row per session."""
         rect = rectangle_from_keys(context.partition_keys, by_date)
-        ingested = ingest(context, [universe.benchmark], rect.start, rect.end)
-        yield from emit_ingested(context, ingested, "benchmark_bars", rect.windows, ())
+        ingested, routing = ingest(context, [universe.benchmark], rect.start, rect.end)
+        yield from emit_ingested(context, ingested, "benchmark_bars", rect.windows, (), routing)
 
     feature_names = list(feature_columns(settings.features))
     features_schema = schemas.features_schema(settings.features)
