@@ -22,6 +22,7 @@ prices, prices left unadjusted across a split), retries exhausted.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -29,7 +30,13 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from quant_assets.errors import ProviderError
 from quant_assets.providers.base import conform_bars, empty_bars
@@ -50,6 +57,7 @@ DEFAULT_SYMBOLS: Mapping[str, str] = {
     "VIX": "^VIX",
 }
 YAHOO_COLUMNS: tuple[str, ...] = ("Open", "High", "Low", "Close", "Volume")
+_LOG = logging.getLogger(__name__)
 _HTTP_TOO_MANY_REQUESTS = 429
 # yfinance raises this (YFDataException) when Yahoo answers with its maintenance page.
 _YAHOO_DOWN = "CURRENTLY DOWN"
@@ -107,11 +115,24 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OSError) or type(exc).__name__ in _TRANSIENT_NAMES
 
 
-def _forget_cached_responses(_: object) -> None:
-    # yfinance memoises past-range responses (an lru_cache on YfData.cache_get), error pages
-    # included: without this a retry would be served the same 5xx page again.
+def _before_retry(state: RetryCallState) -> None:
+    """Log the retry, and forget yfinance's memoised responses.
+
+    yfinance memoises past-range responses (an lru_cache on ``YfData.cache_get``), error
+    pages included: without clearing it a retry would be served the same 5xx page again.
+    """
     from yfinance.data import YfData
 
+    error = state.outcome.exception() if state.outcome is not None else None
+    wait = state.next_action.sleep if state.next_action is not None else 0.0
+    _LOG.warning(
+        "yahoo: %s failed (attempt %d: %s: %s); retrying in %.2f s",
+        state.args[0] if state.args else "?",
+        state.attempt_number,
+        type(error).__name__,
+        error,
+        wait,
+    )
     YfData.cache_get.cache_clear()
 
 
@@ -182,7 +203,7 @@ class YahooProvider:
                 jitter=self.backoff_seconds,
             ),
             retry=retry_if_exception(is_transient),
-            before_sleep=_forget_cached_responses,
+            before_sleep=_before_retry,
             sleep=self._sleep,
             reraise=True,
         )
@@ -201,6 +222,8 @@ class YahooProvider:
                 raise ProviderError(
                     f"{where}: malformed response ({type(exc).__name__}: {exc})"
                 ) from exc
+            if _is_yfinance_error(exc):
+                raise ProviderError(f"{where}: yfinance: {type(exc).__name__}: {exc}") from exc
             raise
         return history_to_bars(history, ticker=ticker, symbol=symbol, start=start, end=end)
 
@@ -221,6 +244,12 @@ class YahooProvider:
             repair=False,  # repair re-fetches finer intervals: many more requests
             timeout=self.timeout_seconds,
         )
+
+
+def _is_yfinance_error(exc: BaseException) -> bool:
+    from yfinance.exceptions import YFException
+
+    return isinstance(exc, YFException)
 
 
 def _is_missing_ticker(exc: BaseException) -> bool:
