@@ -28,6 +28,11 @@ class ProviderError(QuantAssetsError):
     """A provider could not deliver bars (unknown ticker, unreadable file, ...)."""
 
 
+class NoBarsInRangeError(ProviderError):
+    """The provider knows the ticker but has no bars in the requested range (e.g. before it
+    listed): the ticker contributes no rows, as with the bundled and files providers."""
+
+
 class BadBarsError(QuantAssetsError):
     """Bars break a data-quality rule. Names the source, ticker, date and rule."""
 

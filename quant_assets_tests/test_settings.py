@@ -350,11 +350,6 @@ def test_an_unknown_provider(tmp_path: Path) -> None:
     assert error.key == "provider"
 
 
-def test_the_planned_yahoo_provider_is_refused_for_now(tmp_path: Path) -> None:
-    error = config_error(write_configs(tmp_path / "cfg", providers="provider: yahoo\n"))
-    assert_names(error, "providers.yaml", "yahoo", "not available")
-
-
 @pytest.mark.parametrize("skip", [21, 30])
 def test_momentum_skip_not_below_lookback(tmp_path: Path, skip: int) -> None:
     features = f"momentum_lookback: 21\nmomentum_skip: {skip}\n"

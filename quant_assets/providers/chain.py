@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from quant_assets.errors import ProviderError
+from quant_assets.errors import NoBarsInRangeError, ProviderError
 from quant_assets.providers.base import BAR_COLUMNS, BarProvider, empty_bars
 from quant_assets.quality import bars as bar_quality
 from quant_assets.quality.gx import ValidationReport
@@ -135,6 +135,9 @@ def route_bars(
         for ticker in pending:
             try:
                 frame = provider.fetch_bars([ticker], start, end)
+            except NoBarsInRangeError as exc:  # a known ticker with nothing in the range
+                attempts.append(Attempt(provider.name, ticker, "empty", _short(exc)))
+                continue
             except (ProviderError, OSError) as exc:
                 round_attempts[ticker] = Attempt(provider.name, ticker, "error", _short(exc))
                 continue

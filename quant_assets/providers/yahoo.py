@@ -38,7 +38,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from quant_assets.errors import ProviderError
+from quant_assets.errors import NoBarsInRangeError, ProviderError
 from quant_assets.providers.base import conform_bars, empty_bars
 from quant_assets.providers.ratelimit import Sleep, TokenBucket, shared_bucket
 from quant_assets.tickers import validate_ticker
@@ -273,7 +273,7 @@ def history_to_bars(
 
     where = f"yahoo: ticker {ticker} (Yahoo symbol {symbol!r})"
     if history is None or history.empty:
-        raise ProviderError(f"{where}: empty response, no bars in [{start}, {end}]")
+        raise NoBarsInRangeError(f"{where}: empty response, no bars in [{start}, {end}]")
     missing = [c for c in YAHOO_COLUMNS if c not in history.columns]
     if missing:
         raise ProviderError(
@@ -301,7 +301,7 @@ def history_to_bars(
     bars = conform_bars(frame.with_columns(pl.lit(ticker).alias("ticker")))
     bars = bars.filter(pl.col("date").is_between(start, end))
     if bars.is_empty():
-        raise ProviderError(f"{where}: empty response, no bars in [{start}, {end}]")
+        raise NoBarsInRangeError(f"{where}: empty response, no bars in [{start}, {end}]")
     return bars
 
 

@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from quant_assets.calendar import trading_sessions_array
-from quant_assets.errors import ConfigError, ProviderError
+from quant_assets.errors import ConfigError, NoBarsInRangeError, ProviderError
 from quant_assets.providers.base import BAR_SCHEMA, conform_bars, empty_bars
 from quant_assets.providers.bundled import BundledProvider
 from quant_assets.providers.chain import ATTEMPT_SCHEMA, RoutingError, route_bars
@@ -228,6 +228,19 @@ def test_a_ticker_no_provider_has_bars_for_contributes_no_rows() -> None:
     assert routed.frame.is_empty()
     assert routed.served_by == {}
     assert outcomes(routed.attempts) == [("a", "NEW", "empty"), ("b", "NEW", "empty")]
+
+
+def test_a_provider_saying_no_bars_in_range_counts_as_empty_not_as_a_failure() -> None:
+    # Yahoo raises for an empty range (e.g. before a listing); the chain treats it as no rows.
+    later = session_bars("NEW", date(2025, 1, 2), date(2025, 1, 31))
+    chain = [
+        StubProvider("yahoo", {"NEW": NoBarsInRangeError("yahoo NEW: empty response")}),
+        StubProvider("b", {"NEW": later}),
+    ]
+    routed = route(chain, ["NEW"])
+
+    assert routed.frame.is_empty()
+    assert outcomes(routed.attempts) == [("yahoo", "NEW", "empty"), ("b", "NEW", "empty")]
 
 
 def test_an_empty_chain_is_refused() -> None:
