@@ -136,7 +136,7 @@ def route_bars(
             try:
                 frame = provider.fetch_bars([ticker], start, end)
             except NoBarsInRangeError as exc:  # a known ticker with nothing in the range
-                attempts.append(Attempt(provider.name, ticker, "empty", _short(exc)))
+                round_attempts[ticker] = Attempt(provider.name, ticker, "empty", _short(exc))
                 continue
             except (ProviderError, OSError) as exc:
                 round_attempts[ticker] = Attempt(provider.name, ticker, "error", _short(exc))
