@@ -69,7 +69,7 @@ def report_asset_names(settings: Settings) -> list[str]:
     return [f"{s}/backtest_report" for s in settings.strategies]
 
 
-def _state_rows(
+def stored_state_rows(
     warehouse: WarehouseResource, schema: str, table: str, before: date, sessions: int
 ) -> pl.DataFrame:
     """The stored rows of the last ``sessions`` dates before ``before`` (empty if none)."""
@@ -84,7 +84,7 @@ def _state_rows(
     )
 
 
-def _require_continuity(
+def require_continuity(
     rows: pl.DataFrame,
     rect: PartitionRectangle,
     first_start: date,
@@ -105,7 +105,7 @@ def _require_continuity(
         )
 
 
-def _require_cross_section(rows: pl.DataFrame, bars: pl.DataFrame, key: dg.AssetKey) -> None:
+def require_cross_section(rows: pl.DataFrame, bars: pl.DataFrame, key: dg.AssetKey) -> None:
     """Refuse to decide across tickers on a partial cross-section: every ticker with a bar in
     the range must have rows in ``rows`` (a backfill split per ticker may not have written
     the others yet)."""
@@ -266,8 +266,8 @@ def _strategy_assets(settings: Settings, strategy: StrategySettings) -> list:
 
         rect = rectangle_from_keys(context.partition_keys, partitions)
         lookback = state_lookback_sessions(strategy.risk)
-        state_rows = _state_rows(warehouse, name, "positions", rect.start, lookback)
-        _require_continuity(state_rows, rect, first_start, previous_window(rect), "positions")
+        state_rows = stored_state_rows(warehouse, name, "positions", rect.start, lookback)
+        require_continuity(state_rows, rect, first_start, previous_window(rect), "positions")
         state = PositionState.from_rows(state_rows) if rect.start > first_start else PositionState()
         closes = warehouse.read(
             "bars",
@@ -275,7 +275,7 @@ def _strategy_assets(settings: Settings, strategy: StrategySettings) -> list:
             end=rect.end,
             columns=["date", "ticker", "close"],
         )
-        _require_cross_section(
+        require_cross_section(
             alpha_scores,
             closes.filter((pl.col("date") >= rect.start) & (pl.col("date") < rect.end)),
             alpha_key,
@@ -352,8 +352,8 @@ def _strategy_assets(settings: Settings, strategy: StrategySettings) -> list:
         from quant_assets.quality.derived import validate_backtest
 
         rect = rectangle_from_keys(context.partition_keys, partitions)
-        state_rows = _state_rows(warehouse, name, "backtest", rect.start, 1)
-        _require_continuity(state_rows, rect, first_start, previous_window(rect), "backtest")
+        state_rows = stored_state_rows(warehouse, name, "backtest", rect.start, 1)
+        require_continuity(state_rows, rect, first_start, previous_window(rect), "backtest")
         state = (
             BookState.from_rows(state_rows)
             if rect.start > first_start
@@ -365,7 +365,7 @@ def _strategy_assets(settings: Settings, strategy: StrategySettings) -> list:
             end=rect.end,
             columns=["date", "ticker", "open", "close", "volume"],
         )
-        _require_cross_section(
+        require_cross_section(
             positions,
             bars.filter((pl.col("date") >= rect.start) & (pl.col("date") < rect.end)),
             positions_key,
