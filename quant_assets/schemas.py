@@ -141,3 +141,42 @@ def conform(frame: pl.DataFrame, columns: tuple[Column, ...]) -> pl.DataFrame:
     if missing:
         raise ValueError(f"frame lacks declared column(s): {', '.join(missing)}")
     return frame.select(pl.col(c.name).cast(c.dtype, strict=True) for c in columns)
+
+
+ORDERS = (
+    Column("date", pl.Date(), "session whose close decided the order (it fills the next session)"),
+    Column("ticker", pl.Utf8(), "instrument symbol"),
+    Column("strategy", pl.Utf8(), "strategy whose positions the order trades toward"),
+    Column("client_order_id", pl.Utf8(), "deterministic id (uuid5 of strategy/date/ticker)"),
+    Column("side", pl.Utf8(), "BUY | SELL"),
+    Column("quantity", pl.Float64(), "shares to trade, > 0, a multiple of the lot"),
+    Column("reference_price", pl.Float64(), "the close of date (else the last close) per share"),
+    Column("notional", pl.Float64(), "quantity × reference_price (currency, > 0)"),
+    Column("target_weight", pl.Float64(), "weight of equity the order trades to (0: kill switch)"),
+    Column("position_target_weight", pl.Float64(), "target weight of the positions asset"),
+    Column("current_shares", pl.Float64(), "shares held at the close of date"),
+    Column("target_shares", pl.Float64(), "lot-rounded shares the order leads to"),
+    Column("sizing_equity", pl.Float64(), "paper equity at the close of date (currency)"),
+    Column("kill_switch", pl.Boolean(), "the kill switch was on: the order only reduces |shares|"),
+    Column("reason_codes", pl.Utf8(), "JSON list: the position's codes, then the order's"),
+)
+
+PAPER_BOOK = (
+    *KEY_COLUMNS,
+    Column("order_quantity", pl.Float64(), "signed shares ordered the session before (0: none)"),
+    Column("filled_quantity", pl.Float64(), "signed shares filled on date (+ bought, - sold)"),
+    Column("fill_reference_price", pl.Float64(), "open (or close) the fill is priced from"),
+    Column("fill_price", pl.Float64(), "price per share after slippage (null: no fill)"),
+    Column("fill_notional", pl.Float64(), "filled_quantity × fill_reference_price (currency)"),
+    Column("commission", pl.Float64(), "commission of the fill (currency)"),
+    Column("slippage_cost", pl.Float64(), "slippage of the fill against the trader (currency)"),
+    Column("cash_flow", pl.Float64(), "-(fill_notional + commission + slippage_cost)"),
+    Column("shares", pl.Float64(), "shares held at the close of date"),
+    Column("mark_price", pl.Float64(), "close the position is valued at (else the last close)"),
+    Column("position_value", pl.Float64(), "shares × mark_price (currency)"),
+    Column("weight", pl.Float64(), "position_value / equity"),
+    Column("cash", pl.Float64(), "cash at the close (same on every ticker row of the date)"),
+    Column("equity", pl.Float64(), "cash + Σ position_value at the close"),
+    Column("gross_exposure", pl.Float64(), "Σ |position_value| / equity"),
+    Column("net_exposure", pl.Float64(), "Σ position_value / equity"),
+)
