@@ -193,3 +193,75 @@ def validate_backtest(book: pl.DataFrame) -> ValidationReport:
         gxe.ExpectColumnValuesToBeBetween(column="accounting_error", min_value=0, max_value=1e-9),
     ]
     return validate(frame, "backtest", expectations)
+
+
+def validate_orders(orders: pl.DataFrame, book: pl.DataFrame, lot_size: float) -> ValidationReport:
+    """``orders`` and the paper ``book`` behind them (:data:`quant_assets.schemas.ORDERS`,
+    :data:`quant_assets.schemas.PAPER_BOOK`). Orders: side BUY or SELL, quantity > 0 and a
+    multiple of the lot (``lot_size`` 0: fractional), reference price > 0, one order per
+    (ticker, date), reason codes on every order, and under the kill switch every order
+    reduces |shares|. Book: one row per (ticker, date), equity finite, equity = cash +
+    Σ shares × mark_price every date and cash − previous cash = Σ cash_flow from the second
+    date of the frame on (both 1e-9 relative to equity)."""
+    import great_expectations.expectations as gxe
+
+    lot_error = (
+        ((pl.col("quantity") / lot_size) - (pl.col("quantity") / lot_size).round()).abs()
+        if lot_size > 0
+        else pl.lit(0.0)
+    )
+    order_frame = orders.with_columns(
+        lot_error.alias("lot_error"),
+        (
+            ~pl.col("kill_switch")
+            | (pl.col("target_shares").abs() < pl.col("current_shares").abs())
+        ).alias("reduces_or_no_kill_switch"),
+    )
+    order_expectations: list[object] = [
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["ticker", "date"]),
+        gxe.ExpectColumnValuesToBeInSet(column="side", value_set=["BUY", "SELL"]),
+        gxe.ExpectColumnValuesToNotBeNull(column="quantity"),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="quantity", min_value=0, max_value=_FINITE, strict_min=True
+        ),
+        gxe.ExpectColumnValuesToBeBetween(column="lot_error", min_value=0, max_value=1e-6),
+        gxe.ExpectColumnValuesToNotBeNull(column="reference_price"),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="reference_price", min_value=0, max_value=_FINITE, strict_min=True
+        ),
+        gxe.ExpectColumnValuesToNotBeNull(column="reason_codes"),
+        gxe.ExpectColumnValuesToBeInSet(column="reduces_or_no_kill_switch", value_set=[True]),
+    ]
+    scale = pl.col("equity").abs().clip(lower_bound=1.0)
+    holdings = (pl.col("shares") * pl.col("mark_price")).fill_nan(0.0).fill_null(0.0)
+    daily = (
+        book.group_by("date")
+        .agg(pl.col("cash").first(), pl.col("equity").first(), pl.col("cash_flow").sum())
+        .sort("date")
+        .select(
+            "date",
+            ((pl.col("cash").diff() - pl.col("cash_flow")).abs() / scale)
+            .fill_null(0.0)
+            .alias("cash_flow_error"),
+        )
+    )
+    book_frame = book.with_columns(
+        ((pl.col("cash") + holdings.sum().over("date") - pl.col("equity")).abs() / scale).alias(
+            "accounting_error"
+        )
+    ).join(daily, on="date", how="left")
+    book_expectations: list[object] = [
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["ticker", "date"]),
+        gxe.ExpectColumnValuesToNotBeNull(column="equity"),
+        gxe.ExpectColumnValuesToBeBetween(column="equity", min_value=-_FINITE, max_value=_FINITE),
+        gxe.ExpectColumnValuesToNotBeNull(column="accounting_error"),
+        gxe.ExpectColumnValuesToBeBetween(column="accounting_error", min_value=0, max_value=1e-9),
+        gxe.ExpectColumnValuesToBeBetween(column="cash_flow_error", min_value=0, max_value=1e-9),
+    ]
+    order_report = validate(order_frame, "orders", order_expectations)
+    book_report = validate(book_frame, "paper_book", book_expectations)
+    return ValidationReport(
+        suite="orders",
+        row_count=orders.height + book.height,
+        outcomes=order_report.outcomes + book_report.outcomes,
+    )
