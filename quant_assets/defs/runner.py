@@ -19,6 +19,7 @@ import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 
 from quant_assets.defs.factory import build_definitions
+from quant_assets.defs.order_assets import order_asset_names
 from quant_assets.defs.partitions import DATE_DIMENSION, TICKER_PARTITIONS, window_start_of
 from quant_assets.defs.sensors import universe_partition_requests
 from quant_assets.defs.strategy_assets import report_asset_names, strategy_asset_names
@@ -105,8 +106,9 @@ def sync_ticker_partitions(instance: dg.DagsterInstance, tickers: Sequence[str])
 
 
 def pipeline_assets(settings: Settings) -> tuple[str, ...]:
-    """What ``--select all`` materialises: the data and model leaves and every report."""
-    return (*PIPELINE_ASSETS, *report_asset_names(settings))
+    """What ``--select all`` materialises: the data and model leaves, every strategy's
+    orders and paper book, and every report."""
+    return (*PIPELINE_ASSETS, *order_asset_names(settings), *report_asset_names(settings))
 
 
 def asset_key(name: str) -> dg.AssetKey:
@@ -148,8 +150,13 @@ CUTOFF_ASSETS = ("regime_model", "next_state_model")
 
 def stages(settings: Settings) -> tuple[tuple[str, ...], ...]:
     """:data:`STAGES`, then every strategy's date × ticker assets (one run: they share the
-    partitions), then the reports (unpartitioned: one run)."""
-    extra = [tuple(strategy_asset_names(settings)), tuple(report_asset_names(settings))]
+    partitions), its orders and paper book (one run: date windows), then the reports
+    (unpartitioned: one run)."""
+    extra = [
+        tuple(strategy_asset_names(settings)),
+        tuple(order_asset_names(settings)),
+        tuple(report_asset_names(settings)),
+    ]
     return (*STAGES, *(stage for stage in extra if stage))
 
 

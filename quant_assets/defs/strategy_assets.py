@@ -130,10 +130,14 @@ def _check(name: str, report, rect: PartitionRectangle) -> dg.AssetCheckResult:
 
 
 def build_strategy_assets(settings: Settings) -> list:
-    """Every strategy's alpha_scores, positions, backtest and backtest_report."""
+    """Every strategy's alpha_scores, positions, backtest, backtest_report, orders and
+    paper_book."""
+    from quant_assets.defs.order_assets import build_order_assets
+
     out: list = []
     for strategy in settings.strategies.values():
         out += _strategy_assets(settings, strategy)
+        out += build_order_assets(settings, strategy)
     return out
 
 

@@ -132,7 +132,7 @@ def test_each_date_is_predicted_by_the_champion_of_its_cutoff_window(built):
 STRATEGY_TABLES = [
     f"{s}.{t}"
     for s in ("hybrid_alpha", "trend_only", "mean_reversion_only")
-    for t in ("alpha_scores", "positions", "backtest")
+    for t in ("alpha_scores", "positions", "backtest", "orders", "paper_book")
 ]
 
 
