@@ -147,7 +147,11 @@ ORDERS = (
     Column("date", pl.Date(), "session whose close decided the order (it fills the next session)"),
     Column("ticker", pl.Utf8(), "instrument symbol"),
     Column("strategy", pl.Utf8(), "strategy whose positions the order trades toward"),
-    Column("client_order_id", pl.Utf8(), "deterministic id (uuid5 of strategy/date/ticker)"),
+    Column(
+        "client_order_id",
+        pl.Utf8(),
+        "deterministic id: strategy-yyyymmdd-ticker (idempotent resubmits)",
+    ),
     Column("side", pl.Utf8(), "BUY | SELL"),
     Column("quantity", pl.Float64(), "shares to trade, > 0, a multiple of the lot"),
     Column("reference_price", pl.Float64(), "the close of date (else the last close) per share"),

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 
 BUY, SELL = "BUY", "SELL"
 SIDES = (BUY, SELL)
@@ -114,16 +115,39 @@ def decide_orders(
     )
 
 
-def order_codes(current_shares: float, target_shares: float, kill_switch: bool) -> list[str]:
-    """The order-level reason codes of one order from ``current_shares`` to ``target_shares``."""
-    if current_shares == 0.0:
-        codes = [OPEN]
-    elif target_shares == 0.0:
-        codes = [CLOSE]
-    elif (current_shares > 0) != (target_shares > 0):
-        codes = [REVERSE]
-    elif abs(target_shares) > abs(current_shares):
-        codes = [INCREASE]
-    else:
-        codes = [REDUCE]
-    return [*codes, KILL_SWITCH] if kill_switch else codes
+def order_code(current_shares: pl.Expr, target_shares: pl.Expr) -> pl.Expr:
+    """The order-level code (:data:`ORDER_CODES` but ``KILL_SWITCH``) of an order from
+    ``current_shares`` to ``target_shares``, as a polars expression over order rows."""
+    return (
+        pl.when(current_shares == 0)
+        .then(pl.lit(OPEN))
+        .when(target_shares == 0)
+        .then(pl.lit(CLOSE))
+        .when((current_shares > 0) != (target_shares > 0))
+        .then(pl.lit(REVERSE))
+        .when(target_shares.abs() > current_shares.abs())
+        .then(pl.lit(INCREASE))
+        .otherwise(pl.lit(REDUCE))
+    )
+
+
+def with_order_codes(
+    position_codes: pl.Expr, current_shares: pl.Expr, target_shares: pl.Expr, kill_switch: pl.Expr
+) -> pl.Expr:
+    """The JSON list of the position's codes (``position_codes``, a JSON list of strings or
+    null) followed by the order's codes, formatted as ``json.dumps`` would: string
+    expressions, no per-row Python (a backfill emits an order per name and session)."""
+    order_part = pl.concat_str(
+        pl.lit('"'),
+        order_code(current_shares, target_shares),
+        pl.lit('"'),
+        pl.when(kill_switch).then(pl.lit(f', "{KILL_SWITCH}"')).otherwise(pl.lit("")),
+    )
+    inner = position_codes.str.strip_chars().str.strip_prefix("[").str.strip_suffix("]")
+    inner = inner.str.strip_chars().fill_null("")
+    return pl.concat_str(
+        pl.lit("["),
+        pl.when(inner != "").then(inner + pl.lit(", ")).otherwise(pl.lit("")),
+        order_part,
+        pl.lit("]"),
+    )

@@ -28,9 +28,7 @@ equity = cash + fsum(position values).
 
 from __future__ import annotations
 
-import json
 import math
-import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -43,14 +41,13 @@ from quant_assets.execution.orders import (
     BUY,
     SELL,
     decide_orders,
-    order_codes,
     round_down,
     share_step,
+    with_order_codes,
 )
 from quant_assets.settings import BacktestSettings
 
 BPS = 1e-4
-_ORDER_ID_NAMESPACE = uuid.UUID("5b0c1b4e-3f0e-4a53-9d43-0f7f7b4d2a11")
 # Each retry shaves the buy scale by a growing margin when a rounding ulp still overshoots the
 # cash; the last one buys nothing (as the backtest kernel does).
 _MAX_SCALE_ATTEMPTS = 8
@@ -266,7 +263,7 @@ def run_paper_book(
         pending={t: float(q) for t, q in zip(tickers, pending, strict=True) if q != 0.0},
     )
     return PaperResult(
-        orders=_orders_frame(order_parts, order_dates, tickers, targets, strategy, step),
+        orders=_orders_frame(order_parts, order_dates, tickers, targets, strategy),
         book=_book_frame(book_parts, sessions, tickers),
         final_state=final_state,
     )
@@ -363,41 +360,32 @@ def _orders_frame(
     tickers: list[str],
     targets: pl.DataFrame,
     strategy: str,
-    step: float,
 ) -> pl.DataFrame:
     if not parts:
         return pl.DataFrame(schema={c.name: c.dtype for c in schemas.ORDERS})
     columns = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
     signed = columns.pop("signed_quantity")
-    ticker_names = [tickers[i] for i in columns.pop("ticker_index")]
+    ticker_names = pl.Series(tickers, dtype=pl.Utf8).gather(columns.pop("ticker_index"))
     frame = pl.DataFrame(
         {
             "date": pl.Series(order_dates, dtype=pl.Date),
-            "ticker": pl.Series(ticker_names, dtype=pl.Utf8),
+            "ticker": ticker_names,
             "side": pl.Series(np.where(signed > 0, BUY, SELL), dtype=pl.Utf8),
             "quantity": np.abs(signed),
             **{name: pl.Series(name, v, nan_to_null=True) for name, v in columns.items()},
         }
     )
-    position_codes = targets.select("date", "ticker", "reason_codes")
-    frame = frame.join(position_codes, on=["date", "ticker"], how="left")
-    reasons = [
-        json.dumps([*(json.loads(codes) if codes else []), *order_codes(held, target, kill)])
-        for codes, held, target, kill in zip(
-            frame["reason_codes"].to_list(),
-            frame["current_shares"].to_list(),
-            frame["target_shares"].to_list(),
-            frame["kill_switch"].to_list(),
-            strict=True,
-        )
-    ]
-    ids = [
-        str(uuid.uuid5(_ORDER_ID_NAMESPACE, f"{strategy}/{d.isoformat()}/{t}"))
-        for d, t in zip(order_dates, ticker_names, strict=True)
-    ]
-    frame = frame.with_columns(
-        pl.Series("reason_codes", reasons, dtype=pl.Utf8),
-        pl.Series("client_order_id", ids, dtype=pl.Utf8),
+    position_codes = targets.select("date", "ticker", pl.col("reason_codes").alias("_codes"))
+    frame = frame.join(position_codes, on=["date", "ticker"], how="left").with_columns(
+        with_order_codes(
+            pl.col("_codes"),
+            pl.col("current_shares"),
+            pl.col("target_shares"),
+            pl.col("kill_switch"),
+        ).alias("reason_codes"),
+        pl.concat_str(
+            pl.lit(strategy), pl.col("date").dt.strftime("%Y%m%d"), pl.col("ticker"), separator="-"
+        ).alias("client_order_id"),
         pl.lit(strategy, dtype=pl.Utf8).alias("strategy"),
         (pl.col("quantity") * pl.col("reference_price")).alias("notional"),
     )
@@ -460,11 +448,16 @@ def _clean_targets(targets: pl.DataFrame, tickers: list[str], sessions: pl.Serie
         pl.col("target_weight").cast(pl.Float64).fill_nan(None),
         codes.cast(pl.Utf8).alias("reason_codes"),
     ).filter(pl.col("date").is_between(sessions[0], sessions[-1]))
+    listed = pl.col("reason_codes").str.strip_chars()
     checks = (
         (~pl.col("ticker").is_in(tickers), "names a ticker not in tickers"),
         (~pl.col("date").is_in(sessions.implode()), "is not on a session of bars"),
         (pl.struct("date", "ticker").is_duplicated(), "is duplicated"),
         (pl.col("target_weight").is_infinite(), "has an infinite target_weight"),
+        (
+            ~(listed.str.starts_with("[") & listed.str.ends_with("]")),
+            "has reason_codes that are not a JSON list",
+        ),
     )
     for condition, problem in checks:
         bad = targets.filter(condition)
