@@ -164,11 +164,11 @@ def run_paper_book(
 
     ``bars``: date, ticker, open, close (open may be null); its distinct dates on or after
     ``start`` are the sessions (rows before ``start`` only prove no session was skipped since
-    ``state.as_of``). ``targets``: date, ticker, target_weight decided at that close (rows
-    outside the sessions' span are ignored) and
+    ``state.as_of``). ``targets``: date, ticker, target_weight decided at that close, and
     optionally ``reason_codes`` (a JSON list, copied onto the orders); a missing row or a null
-    weight is no order. ``kill_switch_sessions``: sessions whose orders are flat-only.
-    ``tickers`` fixes the column order (and so the order of sells and of buys).
+    weight is no order; rows outside the sessions' span are ignored.
+    ``kill_switch_sessions``: sessions whose orders are flat-only. ``tickers`` fixes the
+    column order (and so the order of sells and of buys).
 
     Uses ``settings.fill``, ``commission_bps``, ``slippage_bps``, ``lot_size`` and
     ``allow_borrowing``. Raises ``ValueError`` naming the ticker and date of bad input.
