@@ -75,6 +75,10 @@ def output_metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict
 def orders_project(pipeline, tmp_path_factory):
     """A copy of the pipeline whose orders are materialised over 2017-2019 in one run."""
     project = copy_project(pipeline, tmp_path_factory.mktemp("orders"))
+    with duckdb.connect(str(project.home / "warehouse.duckdb")) as conn:
+        for name in STRATEGIES:  # the pipeline may have materialised them already
+            for asset in ("orders", "paper_book"):
+                conn.execute(f"drop table if exists {name}.{asset}")
     # A later window alone is refused: the book before it is not stored.
     refused = run_orders(project, STRATEGIES[:1], LAST_WINDOW)
     assert not refused.success
