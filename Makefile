@@ -36,6 +36,7 @@ demo: install ## materialise the whole graph (bars -> models -> strategies -> re
 	$(BIN)/quant-assets status
 	$(BIN)/quant-assets compare hybrid_alpha trend_only mean_reversion_only
 	$(BIN)/quant-assets report
+	$(BIN)/quant-assets orders
 
 lint: install
 	$(BIN)/ruff check .

@@ -495,6 +495,50 @@ def compare(
 
 
 @app.command()
+def orders(
+    strategy: Annotated[
+        str | None, typer.Argument(help="Strategy name (default: every strategy).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """The orders to place at the next session (from the latest positions) and the paper
+    book they trade; says when the kill switch made them flat-only."""
+    from quant_assets.store import read_latest_orders
+
+    try:
+        settings = _settings(config)
+        names = [_strategy(settings, strategy)] if strategy else list(settings.strategies)
+        home = data_home()
+        for name in names:
+            frame, book = read_latest_orders(home, name)
+            if book is None:
+                console.print(f"{name}: no paper book yet")
+                continue
+            title = (
+                f"{name}: orders decided at the close of {book['date']} (fill next session); "
+                f"paper equity {book['equity']:,.2f}, cash {book['cash']:,.2f}, "
+                f"gross {book['gross_exposure']:.2f}"
+            )
+            if frame.height and bool(frame["kill_switch"].any()):
+                title += " [KILL SWITCH: flat-only]"
+            table = Table(title=title)
+            for column in ("ticker", "side", "quantity", "reference_price", "notional", "reasons"):
+                table.add_column(column)
+            for row in frame.iter_rows(named=True):
+                table.add_row(
+                    row["ticker"],
+                    row["side"],
+                    f"{row['quantity']:,.0f}",
+                    f"{row['reference_price']:,.2f}",
+                    f"{row['notional']:,.2f}",
+                    row["reason_codes"],
+                )
+            console.print(table if frame.height else f"{title}\n  no orders")
+    except QuantAssetsError as exc:
+        _fail(exc)
+
+
+@app.command()
 def status(config: ConfigOption = None) -> None:
     """Where results are: data directory, table row counts, how to open the UI."""
     from quant_assets.store import table_summary

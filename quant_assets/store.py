@@ -154,3 +154,30 @@ def read_report(home: Path, strategy: str) -> dict:
             )
         rows = conn.execute(f"select * from {strategy}.backtest_report").pl()
     return rows.row(0, named=True)
+
+
+def read_latest_orders(home: Path, strategy: str) -> tuple[pl.DataFrame, dict | None]:
+    """``strategy``'s orders of its latest session (the ones to act on next session) and
+    the paper book's latest state (date, cash, equity, exposures), or None before any."""
+    if not strategy.isidentifier():
+        raise QuantAssetsError(f"invalid strategy name {strategy!r}")
+    with _connect(home) as conn:
+        if not _exists(conn, "paper_book", schema=strategy):
+            raise QuantAssetsError(
+                f"no orders for strategy {strategy!r} yet: run "
+                f"`quant-assets materialize --select {strategy}/orders`"
+            )
+        book = conn.execute(
+            f"select date, any_value(cash) as cash, any_value(equity) as equity, "
+            f"any_value(gross_exposure) as gross_exposure, "
+            f"any_value(net_exposure) as net_exposure from {strategy}.paper_book "
+            f"group by date order by date desc limit 1"
+        ).pl()
+        latest = book.row(0, named=True) if book.height else None
+        orders = pl.DataFrame()
+        if latest is not None and _exists(conn, "orders", schema=strategy):
+            orders = conn.execute(
+                f"select * from {strategy}.orders where date = ? order by ticker",
+                [latest["date"]],
+            ).pl()
+    return orders, latest

@@ -183,3 +183,13 @@ def test_report_and_compare_print_the_metrics_the_decision_and_where_the_html_is
     assert "hybrid_alpha" in compared.output and "trend_only" in compared.output
     unknown = cli(pipeline, "report", "no_such_strategy")
     assert unknown.exit_code != 0 and "unknown strategy 'no_such_strategy'" in unknown.output
+
+
+def test_orders_prints_the_next_sessions_orders_and_the_paper_book(pipeline, cli):
+    result = cli(pipeline, "orders", "hybrid_alpha")
+    assert result.exit_code == 0, result.output
+    text = result.output.replace("\n", " ")
+    assert "hybrid_alpha: orders decided at the close of 2019-12-31" in text
+    assert "paper equity" in text and "KILL SWITCH" not in text
+    unknown = cli(pipeline, "orders", "nope")
+    assert unknown.exit_code != 0 and "nope" in unknown.output

@@ -288,8 +288,12 @@ def plan_runs(
                         f" × {block[0]}..{block[-1]} ({len(block)} ticker(s))",
                     )
                 )
-        else:
-            plans.append(_plan(members, chosen[0], chosen[-1], len(chosen)))
+        else:  # date windows (regimes from the universe start, orders from the first cut-off)
+            assert isinstance(partitions_def, dg.TimeWindowPartitionsDefinition)
+            own_keys = set(partitions_def.get_partition_keys())
+            windows = [k for k in chosen if k in own_keys]
+            if windows:
+                plans.append(_plan(members, windows[0], windows[-1], len(windows)))
     return plans
 
 
