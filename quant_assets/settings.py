@@ -545,10 +545,42 @@ class StrategySettings(_Strict):
     promotion: StrategyPromotionSettings = StrategyPromotionSettings()
 
 
-class StorageSettings(_Strict):
-    """``storage.yaml``: where the tables live (docs/deployment.md)."""
+class PostgresStorageSettings(_Strict):
+    """``storage.yaml`` ``postgres:``: the shared PostgreSQL data backend. The password is
+    never in the file: ``password_env`` names the environment variable that holds it."""
 
-    backend: Literal["duckdb"] = "duckdb"  # the embedded default: one DuckDB file
+    host: str = Field(default="127.0.0.1", pattern=r"^[A-Za-z0-9_.:-]{1,253}$")
+    port: Annotated[int, Field(ge=1, le=65535)] = 5432
+    database: str = Field(default="quant_assets", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    user: str = Field(default="quant_assets", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    password_env: str = "QUANT_ASSETS_PG_PASSWORD"
+    # Schema of the market tables; strategy tables go to a schema named after the strategy.
+    schema_name: str = Field(default="market", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = (
+        "prefer"
+    )
+
+    @field_validator("password_env")
+    @classmethod
+    def _password_env_name(cls, value: str) -> str:
+        if not _ENV_NAME.match(value):
+            raise ValueError(
+                f"{value!r} is not an environment variable name (A-Z, 0-9, _): put the "
+                "password in the environment and its variable's name here"
+            )
+        return value
+
+
+class StorageSettings(_Strict):
+    """``storage.yaml``: where the tables live and how many steps run at once
+    (docs/deployment.md)."""
+
+    # duckdb: the embedded default, one DuckDB file, one writing process.
+    # postgres: shared storage several processes and machines write at once.
+    backend: Literal["duckdb", "postgres"] = "duckdb"
+    postgres: PostgresStorageSettings = PostgresStorageSettings()
+    # Steps run at once per run with the postgres backend (multiprocess executor).
+    max_concurrent: Annotated[int, Field(ge=1, le=64)] = 4
 
 
 class DailyScheduleSettings(_Strict):
