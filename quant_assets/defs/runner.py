@@ -128,7 +128,9 @@ def selection_closure(
         raise QuantAssetsError(
             f"unknown asset(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
+    # A multi-asset (orders + paper_book) runs whole: selecting one output selects both.
     selection = dg.AssetSelection.assets(*(asset_key(s) for s in select))
+    selection = selection.required_multi_asset_neighbors()
     if upstream:
         selection = selection.upstream()
     keys = selection.resolve(graph)

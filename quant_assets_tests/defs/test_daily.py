@@ -101,3 +101,33 @@ def test_daily_path_does_nothing_on_a_holiday(daily):
     outcome = run_daily_update(load_settings(project.config_dir), project.home, date(2019, 12, 25))
     assert outcome.runs == []
     assert outcome.skipped == "2019-12-25 is not a XNYS session"
+
+
+def test_with_the_kill_switch_the_next_sessions_orders_add_no_exposure(daily):
+    import dagster as dg
+
+    from quant_assets_tests.conftest import materialize_all
+
+    project, *_ = daily
+    strategies = ("hybrid_alpha", "trend_only", "mean_reversion_only")
+    switch = project.home / "KILL_SWITCH"
+    switch.touch()
+    try:
+        materialize_all(project, [f"{s}/orders" for s in strategies], upstream=False)
+    finally:
+        switch.unlink()
+    with duckdb.connect(str(project.home / "warehouse.duckdb"), read_only=True) as conn:
+        for strategy in strategies:
+            latest = conn.execute(f"select * from {strategy}.orders where date = '2019-12-31'").pl()
+            signed = pl.when(pl.col("side") == "BUY").then(1.0).otherwise(-1.0) * pl.col("quantity")
+            after = (pl.col("current_shares") + signed).abs()
+            assert latest["kill_switch"].all(), strategy
+            assert latest.filter(after > pl.col("current_shares").abs()).is_empty(), strategy
+    instance = open_instance(project.home)
+    try:
+        for strategy in strategies:
+            event = instance.get_latest_materialization_event(dg.AssetKey([strategy, "orders"]))
+            assert event is not None and event.asset_materialization is not None
+            assert event.asset_materialization.metadata["kill_switch_active"].value is True
+    finally:
+        instance.dispose()
