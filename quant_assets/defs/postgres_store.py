@@ -28,7 +28,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 import dagster as dg
 import pandas as pd
@@ -100,11 +100,13 @@ class PostgresTableMissingError(dg.Failure):
     """An input's table has not been materialised yet."""
 
 
-def _pg_type(dtype: pl.DataType) -> str:
+def _pg_type(dtype: pl.DataType | type[pl.DataType]) -> str:
+    if isinstance(dtype, type):
+        dtype = dtype()
     if isinstance(dtype, pl.Datetime):
         return "timestamptz" if dtype.time_zone else "timestamp"
     if isinstance(dtype, pl.List | pl.Array):
-        return f"{_pg_type(dtype.inner)}[]"
+        return f"{_pg_type(cast('pl.DataType', dtype.inner))}[]"
     found = _PG_TYPES.get(dtype.base_type())
     if found is None:
         raise TypeError(f"no PostgreSQL column type for polars dtype {dtype}")

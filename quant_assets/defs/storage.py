@@ -9,6 +9,7 @@ runs use the multiprocess executor.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -26,7 +27,7 @@ def storage_resources(settings: Settings, home: Path) -> dict[str, object]:
         pg = storage.postgres
         # The password is resolved from the environment when the resources are built; the
         # definitions, the run config and the UI only ever hold the variable's name.
-        connection = {
+        connection: dict[str, Any] = {
             "host": pg.host,
             "port": pg.port,
             "dbname": pg.database,
