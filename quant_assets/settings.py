@@ -556,9 +556,7 @@ class PostgresStorageSettings(_Strict):
     password_env: str = "QUANT_ASSETS_PG_PASSWORD"
     # Schema of the market tables; strategy tables go to a schema named after the strategy.
     schema_name: str = Field(default="market", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
-    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = (
-        "prefer"
-    )
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
 
     @field_validator("password_env")
     @classmethod
