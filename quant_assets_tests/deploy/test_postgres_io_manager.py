@@ -196,3 +196,43 @@ def test_the_warehouse_resource_translates_placeholders_and_filters_tickers(pg):
         [date(2020, 1, 11)],
     )
     assert counted["n"].to_list() == [10]
+
+
+def test_concurrent_writers_race_on_create_and_alter_without_errors_or_duplicates(pg):
+    """Eight connections at once into a table that does not exist yet: different tickers
+    (parallel), the same ticker twice (queued by the slice lock), half with a new column."""
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import datetime
+
+    import psycopg
+    from dagster._core.definitions.partitions.utils import TimeWindow
+    from dagster._core.storage.db_io_manager import TablePartitionDimension, TableSlice
+
+    days = pl.date_range(date(2020, 1, 1), date(2020, 3, 31), "1d", eager=True)
+
+    def write(job: tuple[int, str]) -> None:
+        number, ticker = job
+        frame = pl.DataFrame({"date": days, "ticker": [ticker] * len(days), "value": 1.0 * number})
+        if number % 2:
+            frame = frame.with_columns(extra=pl.lit(number))
+        table_slice = TableSlice(
+            table="raced",
+            schema="race_schema",
+            partition_dimensions=[
+                TablePartitionDimension(
+                    "date", TimeWindow(datetime(2020, 1, 1), datetime(2020, 4, 1))
+                ),
+                TablePartitionDimension("ticker", [ticker]),
+            ],
+        )
+        with psycopg.connect(**connection(pg), password=pg.password, autocommit=True) as conn:
+            store.write_frame(conn, table_slice, frame)
+
+    jobs = [(n, f"T{n % 6}") for n in range(8)]  # T0 and T1 are written twice
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        list(pool.map(write, jobs))
+    resource = PostgresWarehouseResource(**connection(pg), password=pg.password, database="-")
+    rows = resource.read_sql("select * from {table}", "raced", schema="race_schema")
+    assert rows.height == 6 * len(days)
+    assert rows.select("ticker", "date").n_unique() == rows.height
+    assert set(rows.columns) == {"date", "ticker", "value", "extra"}
