@@ -28,7 +28,9 @@ from quant_assets.defs.runner import (
     RunFailedError,
     RunOutcome,
     RunPlan,
+    fail_dead_runs,
     open_instance,
+    process_tags,
     run_failure_text,
     sync_ticker_partitions,
 )
@@ -115,7 +117,7 @@ def _execute(
         instance=instance,
         asset_selection=selection,
         partition_key=request.partition_key,
-        tags={**request.tags, **tags},
+        tags={**request.tags, **process_tags(), **tags},
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
@@ -155,6 +157,7 @@ def run_daily_update(
     instance = instance or open_instance(home)
     outcome = DailyOutcome(session=session)
     try:
+        fail_dead_runs(instance)
         sync_ticker_partitions(instance, settings.universe.tickers)
         # A first evaluation sets the baseline: "updated" means updated after it.
         evaluating = time.perf_counter()

@@ -9,6 +9,7 @@ via the ``dagster/asset_partition_range_*`` tags (a single-run backfill).
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -91,6 +92,44 @@ def dagster_home(home: Path) -> Path:
 def open_instance(home: Path) -> dg.DagsterInstance:
     """The persistent Dagster instance under ``home`` (SQLite storage)."""
     return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home(home))))
+
+
+PID_TAG = "quant_assets/pid"
+HOST_TAG = "quant_assets/host"
+
+
+def process_tags() -> dict[str, str]:
+    """Tags naming the process that executes an in-process run (see :func:`fail_dead_runs`)."""
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark as failed the runs this machine started in-process whose process is gone (killed
+    mid-run: SIGKILL, OOM, power loss). Dagster's run monitoring does this for runs its
+    launcher started; in-process runs have no launcher, so we do it before every new run, or
+    they would show as in progress forever and hold back the automation (``~in_progress``).
+    Returns the run ids marked failed."""
+    host = socket.gethostname()
+    failed = []
+    for run in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+        pid, where = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
+        if pid is None or where != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        instance.report_run_failed(
+            run, f"the process running it (pid {pid} on {host}) no longer exists: killed mid-run"
+        )
+        failed.append(run.run_id)
+    return failed
 
 
 def sync_ticker_partitions(instance: dg.DagsterInstance, tickers: Sequence[str]) -> None:
@@ -332,7 +371,7 @@ def execute_plan(
     """Run one plan in-process on ``instance``; never raises for a failed run."""
     job = defs.resolve_implicit_global_asset_job_def()
     started = time.perf_counter()
-    tags = {"quant_assets/launched_by": "cli", **(extra_tags or {})}
+    tags = {"quant_assets/launched_by": "cli", **process_tags(), **(extra_tags or {})}
     if plan.range_start:
         tags["dagster/asset_partition_range_start"] = plan.range_start
         tags["dagster/asset_partition_range_end"] = plan.range_end
@@ -375,6 +414,7 @@ def materialize(
     own_instance = instance is None
     instance = instance or open_instance(home)
     try:
+        fail_dead_runs(instance)
         sync_ticker_partitions(instance, settings.universe.tickers)
         done = set(instance.get_materialized_partitions(dg.AssetKey("benchmark_bars")))
         models = {

@@ -219,6 +219,14 @@ def test_killed_write_leaves_whole_tables_and_a_rerun_equals_a_clean_run(kill, k
     # The same CLI command (in this process: the cold start is the cost of a subprocess).
     result = CliRunner().invoke(app, COMMAND, env=cli_env(crash.project))
     assert result.exit_code == 0, result.output
+    # ... and the re-run marked it failed (its process is gone), so nothing shows it in progress.
+    instance = open_instance(crash.project.home)
+    try:
+        killed = instance.get_run_by_id(stuck[0].run_id)
+        assert killed is not None and killed.status == dg.DagsterRunStatus.FAILURE
+        assert not instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+    finally:
+        instance.dispose()
     rerun = tables(crash.project)
     assert rerun.keys() == clean.keys()
     for name, frame in rerun.items():
