@@ -39,12 +39,12 @@ def _evaluate(project, tick: datetime) -> _Tick:
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("ticker", project.tickers)
         for name in ("daily_update", "daily_update_benchmark"):
-            context = dg.build_schedule_context(
+            with dg.build_schedule_context(
                 instance=instance,
                 scheduled_execution_time=tick,
                 repository_def=defs.get_repository_def(),
-            )
-            results.append(defs.resolve_schedule_def(name).evaluate_tick(context))
+            ) as context:
+                results.append(defs.resolve_schedule_def(name).evaluate_tick(context))
     return _Tick(results)
 
 

@@ -31,10 +31,10 @@ def _defs(project):
 
 def _tick(defs, name, instance, cursor=None):
     sensor = defs.resolve_sensor_def(name)
-    context = dg.build_sensor_context(
+    with dg.build_sensor_context(
         instance=instance, cursor=cursor, repository_def=defs.get_repository_def()
-    )
-    return sensor.evaluate_tick(context)
+    ) as context:
+        return sensor.evaluate_tick(context)
 
 
 def _bars_partitions(result) -> set[tuple[str, str]]:
