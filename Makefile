@@ -45,8 +45,8 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: install lint typecheck ## ruff, mypy and the whole pytest suite
-	$(BIN)/pytest -q -p no:cacheprovider
+test: install lint typecheck ## ruff, mypy and the whole pytest suite (2 workers, one file each)
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 ui: install ## the Dagster UI on http://127.0.0.1:3000 over the demo's instance
 	$(BIN)/python -c "from quant_assets.defs.runner import dagster_home; \
