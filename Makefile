@@ -65,7 +65,8 @@ bench: install ## performance benchmarks (prints ratios; not part of the tests)
 	$(BIN)/python benchmarks/bench_backtest.py
 	if [ -f $(QUANT_ASSETS_HOME)/warehouse.duckdb ]; then \
 	  $(BIN)/python benchmarks/bench_strategies.py --home $(QUANT_ASSETS_HOME); \
-	else $(BIN)/python benchmarks/bench_strategies.py; fi
+	  $(BIN)/python benchmarks/bench_daily.py --home30 $(QUANT_ASSETS_HOME); \
+	else $(BIN)/python benchmarks/bench_strategies.py; $(BIN)/python benchmarks/bench_daily.py; fi
 
 clean:
 	rm -rf $(VENV) $(TOOLS) data
