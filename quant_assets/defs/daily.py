@@ -30,8 +30,7 @@ from quant_assets.defs.runner import (
     RunPlan,
     fail_dead_runs,
     open_instance,
-    process_tags,
-    run_failure_text,
+    run_in_process,
     sync_ticker_partitions,
 )
 from quant_assets.defs.schedules import (
@@ -110,32 +109,15 @@ def _execute(
     label: str,
     tags: dict[str, str],
 ) -> RunOutcome:
-    job = defs.resolve_implicit_global_asset_job_def()
-    started = time.perf_counter()
     selection = list(request.asset_selection or [])
-    result = job.execute_in_process(
-        instance=instance,
-        asset_selection=selection,
-        partition_key=request.partition_key,
-        tags={**request.tags, **process_tags(), **tags},
-        raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-    )
-    error, checks = run_failure_text(result)
     span = request.partition_key or "{}..{}".format(
         request.tags.get("dagster/asset_partition_range_start", "-"),
         request.tags.get("dagster/asset_partition_range_end", "-"),
     )
-    names = ", ".join(k.to_user_string() for k in selection)
     assets = tuple(k.to_user_string() for k in selection)
-    plan = RunPlan(assets, "", "", 0, f"{label}: {names} {span}")
-    return RunOutcome(
-        plan=plan,
-        run_id=result.run_id,
-        success=result.success,
-        seconds=time.perf_counter() - started,
-        error=error,
-        check_failures=checks,
+    plan = RunPlan(assets, "", "", 0, f"{label}: {', '.join(assets)} {span}")
+    return run_in_process(
+        defs, instance, plan, selection, {**request.tags, **tags}, request.partition_key
     )
 
 

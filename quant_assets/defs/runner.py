@@ -369,16 +369,30 @@ def execute_plan(
     extra_tags: dict[str, str] | None = None,
 ) -> RunOutcome:
     """Run one plan in-process on ``instance``; never raises for a failed run."""
-    job = defs.resolve_implicit_global_asset_job_def()
-    started = time.perf_counter()
-    tags = {"quant_assets/launched_by": "cli", **process_tags(), **(extra_tags or {})}
+    tags = {"quant_assets/launched_by": "cli", **(extra_tags or {})}
     if plan.range_start:
         tags["dagster/asset_partition_range_start"] = plan.range_start
         tags["dagster/asset_partition_range_end"] = plan.range_end
+    return run_in_process(defs, instance, plan, [asset_key(a) for a in plan.assets], tags)
+
+
+def run_in_process(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    plan: RunPlan,
+    selection: list[dg.AssetKey],
+    tags: dict[str, str],
+    partition_key: str | None = None,
+) -> RunOutcome:
+    """Execute ``selection`` in this process on ``instance`` (tagged with this process, see
+    :func:`fail_dead_runs`); never raises for a failed run."""
+    job = defs.resolve_implicit_global_asset_job_def()
+    started = time.perf_counter()
     result = job.execute_in_process(
         instance=instance,
-        asset_selection=[asset_key(a) for a in plan.assets],
-        tags=tags,
+        asset_selection=selection,
+        partition_key=partition_key,
+        tags={**tags, **process_tags()},
         raise_on_error=False,
         # Events still go to the instance (and the UI); the terminal shows our progress only.
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
