@@ -26,17 +26,17 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import polars as pl
-from dagster._core.definitions.partitions.utils import TimeWindow
-from dagster._core.storage.db_io_manager import (
+from dagster_duckdb import DuckDBIOManager
+
+from quant_assets.dagster_internals import (
     DbIOManager,
     DbTypeHandler,
+    DuckDbClient,
     TablePartitionDimension,
     TableSlice,
+    backoff,
+    duckdb_cleanup_statement,
 )
-from dagster._utils.backoff import backoff
-from dagster_duckdb import DuckDBIOManager
-from dagster_duckdb.io_manager import DuckDbClient, _get_cleanup_statement
-
 from quant_assets.defs.partitions import (
     DATE_DIMENSION,
     TICKER_DIMENSION,
@@ -65,7 +65,7 @@ class OrderedDuckDbClient(DuckDbClient):
         # The stock client swallows CatalogException for a missing table, but inside a
         # transaction that error has already aborted it: check first instead.
         if _table_exists(connection, table_slice):
-            _run(connection, _get_cleanup_statement(table_slice))
+            _run(connection, duckdb_cleanup_statement(table_slice))
 
     @staticmethod
     @contextmanager
@@ -101,7 +101,7 @@ class RectangleDbIOManager(DbIOManager):
         dims = [
             TablePartitionDimension(
                 partition_expr=partition_expr[DATE_DIMENSION],
-                partitions=TimeWindow(
+                partitions=dg.TimeWindow(
                     datetime.combine(rectangle.start, datetime.min.time()),
                     datetime.combine(rectangle.end, datetime.min.time()),
                 ),

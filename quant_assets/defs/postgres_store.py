@@ -34,10 +34,16 @@ import dagster as dg
 import pandas as pd
 import polars as pl
 import psycopg
-from dagster._core.storage.db_io_manager import DbClient, DbIOManager, DbTypeHandler, TableSlice
-from dagster_duckdb.io_manager import DuckDbClient, _get_cleanup_statement
 from pydantic import Field
 
+from quant_assets.dagster_internals import (
+    DbClient,
+    DbIOManager,
+    DbTypeHandler,
+    DuckDbClient,
+    TableSlice,
+    duckdb_cleanup_statement,
+)
 from quant_assets.defs.io_manager import RectangleDbIOManager, _order_by
 from quant_assets.defs.resources import WAREHOUSE_SCHEMA, WarehouseResource
 from quant_assets.store import select_rows
@@ -197,7 +203,7 @@ def write_frame(conn: psycopg.Connection, table_slice: TableSlice, frame: pl.Dat
     with conn.transaction():
         _lock_slice(conn, table_slice)
         if _columns(conn, table_slice.schema, table_slice.table):
-            conn.execute(_get_cleanup_statement(table_slice))
+            conn.execute(duckdb_cleanup_statement(table_slice))
         if frame.height:
             _copy(conn, table_slice, frame)
 
@@ -241,7 +247,7 @@ class PostgresDbClient(DbClient):
     @staticmethod
     def delete_table_slice(context, table_slice: TableSlice, connection) -> None:
         if _columns(connection, table_slice.schema, table_slice.table):
-            connection.execute(_get_cleanup_statement(table_slice))
+            connection.execute(duckdb_cleanup_statement(table_slice))
 
     @staticmethod
     def ensure_schema_exists(context, table_slice: TableSlice, connection) -> None:
