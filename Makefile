@@ -11,7 +11,7 @@ export UV_PYTHON := $(PYTHON)
 # Compile bytecode at install: a machine with PYTHONDONTWRITEBYTECODE would otherwise
 # recompile Great Expectations (~8 s) on every import.
 export UV_COMPILE_BYTECODE := 1
-# One planned event per asset for range runs (see quant_assets/defs/runner.py).
+# One planned event per asset for range runs (see quant_assets/engine/runner.py).
 export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS := true
 # OpenMP threads (LightGBM) wait passively: busy-waiting made training 5-30x slower under load.
 export OMP_WAIT_POLICY := PASSIVE
@@ -49,7 +49,7 @@ test: install lint typecheck ## ruff, mypy and the whole pytest suite (2 workers
 	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 ui: install ## the Dagster UI on http://127.0.0.1:3000 over the demo's instance
-	$(BIN)/python -c "from quant_assets.defs.runner import dagster_home; \
+	$(BIN)/python -c "from quant_assets.engine.instance import dagster_home; \
 	  from quant_assets.settings import data_home; dagster_home(data_home())"
 	DAGSTER_HOME=$(QUANT_ASSETS_HOME)/dagster $(BIN)/dagster dev -h 127.0.0.1 -p 3000
 

@@ -4,7 +4,7 @@ strategy's orders, on top of full history, including Dagster overhead — for a 
 
 The daily update is what production runs after each close: the daily schedules' runs for the
 new session (bars for the whole universe in one run, the benchmark), then declarative
-automation tick by tick until every asset is current (``quant_assets.defs.daily``). The
+automation tick by tick until every asset is current (``quant_assets.engine.daily``). The
 reference measured in the same run is the same window recomputed by the range runner
 (``quant-assets materialize --start D --end D``, no automation).
 
@@ -68,7 +68,7 @@ def _copy_home(source: Path, target: Path) -> None:
 
 
 def _materialize(settings, home: Path, select: list[str], **kwargs) -> float:
-    from quant_assets.defs.runner import materialize
+    from quant_assets.engine.runner import materialize
 
     started = time.perf_counter()
     outcomes = materialize(settings, home, select, **kwargs)
@@ -79,8 +79,9 @@ def _materialize(settings, home: Path, select: list[str], **kwargs) -> float:
 
 
 def _case(label: str, start: date | None, base: Path | None, work: Path) -> dict:
-    from quant_assets.defs.daily import run_daily_update
-    from quant_assets.defs.runner import pipeline_assets
+    from quant_assets.defs.definitions import build_definitions
+    from quant_assets.engine.daily import run_daily_update
+    from quant_assets.engine.plan import all_assets
     from quant_assets.settings import load_settings
 
     root = work / label
@@ -91,7 +92,7 @@ def _case(label: str, start: date | None, base: Path | None, work: Path) -> dict
     build = None
     if base is None:
         print(f"[{label}] materialising the full history (shipped configs)...", flush=True)
-        build = _materialize(settings, home, list(pipeline_assets(settings)))
+        build = _materialize(settings, home, list(all_assets(build_definitions(settings, home))))
     else:
         _copy_home(base.resolve(), home)
         # A base built before the orders assets existed: add them (no upstream recompute).
@@ -105,7 +106,11 @@ def _case(label: str, start: date | None, base: Path | None, work: Path) -> dict
     if not daily.success:
         sys.exit(f"[{label}] update for {SESSION} failed")
     runner = _materialize(
-        settings, home, list(pipeline_assets(settings)), start=SESSION, end=SESSION
+        settings,
+        home,
+        list(all_assets(build_definitions(settings, home))),
+        start=SESSION,
+        end=SESSION,
     )
     first = settings.universe.start
     return {

@@ -43,7 +43,7 @@ def _cutoffs(config: Path, frequency: str) -> None:
 
 
 def _timed(settings, home: Path, select: list[str], **kwargs) -> tuple[float, dict[str, float]]:
-    from quant_assets.defs.runner import materialize
+    from quant_assets.engine.runner import materialize
 
     started = time.perf_counter()
     outcomes = materialize(settings, home, select, **kwargs)

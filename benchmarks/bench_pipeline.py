@@ -149,7 +149,8 @@ def _step_split(instance, run_id: str) -> dict[str, float]:
 
 def scenario_dagster(grain: str) -> dict:
     """Full bundled history (20 tickers, 1990-2022) through Dagster at ``grain``."""
-    from quant_assets.defs.runner import materialize, open_instance
+    from quant_assets.engine.instance import open_instance
+    from quant_assets.engine.runner import materialize
     from quant_assets.settings import load_settings
 
     root = Path(tempfile.mkdtemp(prefix=f"qa-bench-{grain}-"))
@@ -195,7 +196,7 @@ def scenario_dagster(grain: str) -> dict:
 
 def scenario_refresh(years: int) -> dict:
     """Backfill ``years`` of synthetic history for 20 tickers, then refresh the current window."""
-    from quant_assets.defs.runner import materialize
+    from quant_assets.engine.runner import materialize
     from quant_assets.settings import load_settings
 
     today = date.today()

@@ -31,7 +31,7 @@ def _peak_mb() -> float:
 
 
 def _materialize(settings, home: Path, select: list[str], **kwargs) -> tuple[float, list]:
-    from quant_assets.defs.runner import materialize
+    from quant_assets.engine.runner import materialize
 
     started = time.perf_counter()
     outcomes = materialize(settings, home, select, **kwargs)
@@ -97,8 +97,8 @@ def main() -> None:
     parser.add_argument("--home", type=Path, help="data directory with predictions materialised")
     args = parser.parse_args()
 
-    from quant_assets.defs.runner import pipeline_assets
-    from quant_assets.defs.strategy_assets import report_asset_names, strategy_asset_names
+    from quant_assets.defs.definitions import build_definitions
+    from quant_assets.engine.plan import all_assets, group_assets
     from quant_assets.settings import load_settings
 
     settings = load_settings(REPO / "configs")
@@ -108,7 +108,9 @@ def main() -> None:
             home = scratch / "data"
             print("building upstream (bars → predictions) in", home, flush=True)
             seconds, _ = _materialize(
-                settings, home, [a for a in pipeline_assets(settings) if "/" not in a]
+                settings,
+                home,
+                [a for a in all_assets(build_definitions(settings, home)) if "/" not in a],
             )
             print(f"  upstream: {seconds:.0f} s")
         else:
@@ -118,8 +120,14 @@ def main() -> None:
             # The copied dagster.yaml points at the original's storage: write our own.
             (home / "dagster" / "dagster.yaml").unlink()
         strategies = list(settings.strategies)
-        path_assets = strategy_asset_names(settings)
-        reports = report_asset_names(settings)
+        defs = build_definitions(settings, home)
+        path_assets = [
+            a
+            for s in strategies
+            for a in group_assets(defs, s)
+            if not a.endswith("backtest_report")
+        ]
+        reports = [f"{s}/backtest_report" for s in strategies]
 
         # upstream=False: the stored data and models are current; time the strategy path only.
         for name in strategies:

@@ -71,11 +71,17 @@ SelectOption = Annotated[
 
 
 def _selection(settings: Settings, select: str) -> list[str]:
-    from quant_assets.defs.runner import pipeline_assets
-
     if select.strip() == "all":
-        return list(pipeline_assets(settings))
+        return list(_graph_assets(settings))
     return [s.strip() for s in select.split(",") if s.strip()]
+
+
+def _graph_assets(settings: Settings) -> tuple[str, ...]:
+    """Every asset (= stored table) of the graph for ``settings``, read from the Definitions."""
+    from quant_assets.defs.definitions import build_definitions
+    from quant_assets.engine.plan import all_assets
+
+    return all_assets(build_definitions(settings, data_home()))
 
 
 def _run_ranges(
@@ -91,7 +97,8 @@ def _run_ranges(
     """Run the planned range runs with a progress bar (runs and partitions); exit 1 on failure."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from quant_assets.defs.runner import RunOutcome, RunPlan, materialize
+    from quant_assets.engine.plan import RunPlan
+    from quant_assets.engine.runner import RunOutcome, materialize
 
     home = data_home()
     with Progress(
@@ -218,8 +225,8 @@ def update(
     """The daily path without a daemon: the daily schedule's runs for one session, then
     declarative automation until every downstream asset (to each strategy's orders) is
     current. Under `dagster dev` the schedule and the automation sensor do this."""
-    from quant_assets.defs.daily import run_daily_update
-    from quant_assets.defs.runner import RunOutcome
+    from quant_assets.engine.daily import run_daily_update
+    from quant_assets.engine.runner import RunOutcome
 
     try:
         settings = _settings(config)
@@ -264,7 +271,8 @@ def export(
     asset: Annotated[
         str,
         typer.Argument(
-            help="a table: bars, features, signals, regimes, predictions, ... (see status)"
+            help="a stored asset: bars, signals, predictions, hybrid_alpha/positions, ... "
+            "(every table `status` lists)"
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Output Parquet file.")],
@@ -273,17 +281,18 @@ def export(
     end: EndOption = None,
     tickers: TickersOption = None,
 ) -> None:
-    """Export a table (optionally a date range and tickers) to Parquet."""
+    """Export a stored table (optionally a date range and tickers) to Parquet."""
     from quant_assets.store import read_table
 
     try:
-        _settings(config)
+        settings = _settings(config)
         frame = read_table(
             data_home(),
             asset,
             start=_date(start, "--start"),
             end=_date(end, "--end"),
             tickers=_tickers(tickers),
+            known=_graph_assets(settings),
         )
     except QuantAssetsError as exc:
         _fail(exc)
@@ -438,7 +447,7 @@ def _report_rows(config: Path | None, names: list[str]) -> list[dict]:
 
 
 def _metric_table(title: str, reports: list[dict]) -> Table:
-    from quant_assets.defs.reporting import SUMMARY, format_metric
+    from quant_assets.engine.reporting import SUMMARY, format_metric
 
     table = Table(title=title)
     table.add_column("metric")
@@ -552,7 +561,7 @@ def status(config: ConfigOption = None) -> None:
     table = Table(title=f"tables in {home / 'warehouse.duckdb'}")
     for column in ("table", "rows", "tickers", "first date", "last date"):
         table.add_column(column)
-    for row in table_summary(home):
+    for row in table_summary(home, _graph_assets(settings)):
         table.add_row(*(str(v) for v in row))
     console.print(f"config directory: {settings.config_dir}")
     console.print(f"data directory:   {home}")

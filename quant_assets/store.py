@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -9,29 +10,19 @@ import duckdb
 import polars as pl
 
 from quant_assets.errors import QuantAssetsError
+from quant_assets.names import MARKET_SCHEMA, WAREHOUSE_FILE
 from quant_assets.tickers import validate_ticker
 
-TABLES: tuple[str, ...] = (
-    "bars",
-    "benchmark_bars",
-    "features",
-    "signals",
-    "labels",
-    "regime_model",
-    "regimes",
-    "next_state_model",
-    "predictions",
-)
-SCHEMA = "market"
-# How each table is ordered and which column a date range filters (default: ticker, date).
-_ORDER = {
-    "regimes": ("date",),
-    "regime_model": ("cutoff",),
-    "next_state_model": ("cutoff", "horizon"),
-    "labels": ("ticker", "date", "horizon"),
-    "predictions": ("ticker", "date", "horizon"),
-}
-DATABASE_FILE = "warehouse.duckdb"
+SCHEMA = MARKET_SCHEMA
+DATABASE_FILE = WAREHOUSE_FILE
+# The columns a table's rows are ordered by, in this order, where the table has them: rows per
+# ticker by date (by horizon within a date), models by cut-off (then horizon).
+KEY_ORDER = ("ticker", "cutoff", "date", "horizon")
+
+
+def key_order(columns: Collection[str]) -> tuple[str, ...]:
+    """The order rows of a table with ``columns`` are read in (see :data:`KEY_ORDER`)."""
+    return tuple(c for c in KEY_ORDER if c in set(columns))
 
 
 def database_path(home: Path) -> Path:
@@ -53,9 +44,20 @@ def _exists(conn: duckdb.DuckDBPyConnection, table: str, schema: str = SCHEMA) -
     return bool(rows[0][0])
 
 
+def table_columns(conn: duckdb.DuckDBPyConnection, table: str, schema: str = SCHEMA) -> list[str]:
+    """The column names of ``schema.table`` in order (empty when the table does not exist)."""
+    rows = conn.execute(
+        "select column_name from information_schema.columns where table_schema = ? and "
+        "table_name = ? order by ordinal_position",
+        [schema, table],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
 def select_rows(
     table: str,
     *,
+    present: Collection[str],
     schema: str = SCHEMA,
     start: date | None = None,
     end_exclusive: date | None = None,
@@ -64,12 +66,14 @@ def select_rows(
 ) -> tuple[str, list]:
     """SQL and bound parameters selecting ``start <= date < end_exclusive`` for ``tickers``.
 
-    Values are bound as parameters; table, column and ticker names are validated first.
+    ``present`` are the table's columns: rows come ordered by :func:`key_order` and a model
+    table (with ``cutoff``) filters its cut-offs. Values are bound as parameters; table,
+    column and ticker names are validated first.
     """
     names = [table, schema, *(columns or [])]
     if not all(name.isidentifier() for name in names):
         raise QuantAssetsError(f"invalid table or column name in {names!r}")
-    order = _ORDER.get(table, ("ticker", "date"))
+    order = key_order(present)
     day = "cutoff" if "cutoff" in order else "date"
     where: list[str] = []
     params: list = []
@@ -85,7 +89,17 @@ def select_rows(
     sql = f"select {', '.join(columns) if columns else '*'} from {schema}.{table}"
     if where:
         sql += " where " + " and ".join(where)
-    return sql + " order by " + ", ".join(order), params
+    return sql + (" order by " + ", ".join(order) if order else ""), params
+
+
+def table_location(name: str) -> tuple[str, str]:
+    """(schema, table) of a stored asset: ``hybrid_alpha/positions`` lives in the schema of its
+    strategy, an unprefixed asset (``bars``) in the market schema."""
+    parts = name.split("/")
+    schema, table = (parts[0], parts[1]) if len(parts) == 2 else (SCHEMA, parts[0])
+    if len(parts) > 2 or not schema.isidentifier() or not table.isidentifier():
+        raise QuantAssetsError(f"not a table name: {name!r}")
+    return schema, table
 
 
 def read_table(
@@ -95,50 +109,51 @@ def read_table(
     start: date | None = None,
     end: date | None = None,
     tickers: list[str] | None = None,
+    known: Collection[str] | None = None,
 ) -> pl.DataFrame:
-    """Rows of ``table`` with ``start <= date <= end`` (inclusive) for ``tickers``."""
-    if table not in TABLES:
-        raise QuantAssetsError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
-    sql, params = select_rows(
-        table,
-        start=start,
-        end_exclusive=end + timedelta(days=1) if end is not None else None,
-        tickers=tickers or None,
-    )
+    """Rows of the stored asset ``table`` (``bars``, ``hybrid_alpha/positions``) with
+    ``start <= date <= end`` (inclusive) for ``tickers``; ``known`` (the graph's stored
+    tables) refuses any other name."""
+    if known is not None and table not in known:
+        raise QuantAssetsError(f"unknown table {table!r}; tables: {', '.join(sorted(known))}")
+    schema, name = table_location(table)
     with _connect(home) as conn:
-        if not _exists(conn, table):
+        present = table_columns(conn, name, schema)
+        if not present:
             raise QuantAssetsError(f"table {table} has not been materialised yet")
+        sql, params = select_rows(
+            name,
+            present=present,
+            schema=schema,
+            start=start,
+            end_exclusive=end + timedelta(days=1) if end is not None else None,
+            tickers=tickers or None,
+        )
         return conn.execute(sql, params).pl()
 
 
-def table_summary(home: Path) -> list[tuple]:
-    """(table, rows, tickers, first date, last date) for every stored table (models: cut-offs
-    instead of dates, no tickers)."""
+def table_summary(home: Path, tables: Sequence[str]) -> list[tuple]:
+    """(table, rows, tickers, first date, last date) for each stored asset of ``tables``
+    (models: cut-offs instead of dates, no tickers; zeros before it is materialised)."""
     out = []
     try:
         conn = _connect(home)
     except QuantAssetsError:
-        return [(t, 0, 0, "-", "-") for t in TABLES]
+        return [(t, 0, 0, "-", "-") for t in tables]
     with conn:
-        strategy_tables = conn.execute(
-            "select table_schema, table_name from information_schema.tables "
-            "where table_schema not in (?, 'main') and table_name in "
-            "('alpha_scores', 'positions', 'backtest') order by table_schema, table_name",
-            [SCHEMA],
-        ).fetchall()
-        names = [(SCHEMA, t) for t in TABLES] + [(s, t) for s, t in strategy_tables]
-        for schema, table in names:
-            label = table if schema == SCHEMA else f"{schema}.{table}"
-            if schema == SCHEMA and not _exists(conn, table):
+        for label in tables:
+            schema, table = table_location(label)
+            columns = set(table_columns(conn, table, schema))
+            key = "date" if "date" in columns else "cutoff" if "cutoff" in columns else None
+            if not columns:
                 out.append((label, 0, 0, "-", "-"))
                 continue
-            columns = {r[0] for r in conn.execute(f"describe {schema}.{table}").fetchall()}
-            key = "date" if "date" in columns else "cutoff"
             tickers = "count(distinct ticker)" if "ticker" in columns else "0"
+            span = f"min({key}), max({key})" if key else "null, null"
             rows, count, first, last = conn.execute(
-                f"select count(*), {tickers}, min({key}), max({key}) from {schema}.{table}"
+                f"select count(*), {tickers}, {span} from {schema}.{table}"
             ).fetchall()[0]
-            out.append((label, rows, count, first, last))
+            out.append((label, rows, count, first or "-", last or "-"))
     return out
 
 

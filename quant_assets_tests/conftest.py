@@ -137,11 +137,17 @@ def new_pipeline_project(root: Path) -> Project:
 
 def materialize_all(project: Project, select: list[str] | None = None, **kwargs) -> None:
     """Materialise ``select`` (default: everything, reports included) and assert success."""
-    from quant_assets.defs.runner import materialize, pipeline_assets
+    from quant_assets.defs.definitions import build_definitions
+    from quant_assets.engine.plan import all_assets
+    from quant_assets.engine.runner import materialize
     from quant_assets.settings import load_settings
 
     settings = load_settings(project.config_dir)
-    chosen = select if select is not None else list(pipeline_assets(settings))
+    chosen = (
+        select
+        if select is not None
+        else list(all_assets(build_definitions(settings, project.home)))
+    )
     outcomes = materialize(settings, project.home, chosen, **kwargs)
     assert outcomes and all(o.success for o in outcomes), [o.error for o in outcomes]
 

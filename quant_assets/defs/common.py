@@ -1,15 +1,41 @@
-"""Small helpers every asset module shares: code versions, column schemas, check metadata."""
+"""What every asset shares: its decorator arguments, its run's rectangle, its checks.
+
+Each asset body does four things: read its window, call one domain function, validate, return.
+The steps every asset repeats live here, once:
+
+- :func:`table_asset` — the decorator arguments of a stored table (range runs, the warehouse
+  IO manager, the column schema the UI shows, the stage facts the run plan reads);
+- :class:`RunScope` — the partition rectangle of the run (dates × tickers), filtering frames to
+  it and to the run's own tickers;
+- :func:`checked_output` — the blocking check's result, a failed check failing the step before
+  anything is written, then the output.
+"""
+
+from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
 
 import dagster as dg
 import polars as pl
 
 from quant_assets import __version__, schemas
+from quant_assets.defs.partitions import PARTITION_EXPR, PartitionRectangle, rectangle_from_keys
+from quant_assets.defs.resources import WarehouseResource
 from quant_assets.quality.gx import ValidationReport
+from quant_assets.settings import Settings
 
-STORED = {"io_manager_key": "warehouse_io_manager", "kinds": {"duckdb", "polars"}}
+WAREHOUSE_IO_MANAGER = "warehouse_io_manager"
+# Tags the graph carries so the run plan, the automation and the sensors read facts from the
+# assets instead of lists of names (see quant_assets/engine/plan.py).
+CUTOFF_MODEL_TAG = "quant_assets/cutoff_model"  # trained per cut-off: never retrained daily
+LOOKBACK_METADATA = "lookback_windows"  # date windows a run reads before its first
+TABLE_SCHEMA_METADATA = "schema"  # the DuckDB schema of the table (default: market)
+_T = TypeVar("_T")
 
 
 def code_version(*parts: object) -> str:
@@ -24,6 +50,81 @@ def column_schema(columns: tuple[schemas.Column, ...]) -> dg.TableSchema:
     )
 
 
+def table_metadata(
+    columns: tuple[schemas.Column, ...] | None,
+    partition_expr: Any = PARTITION_EXPR,
+    schema: str | None = None,
+    **extra: Any,
+) -> dict:
+    """Metadata of a stored table: how the IO manager slices it, its DuckDB schema, its columns."""
+    metadata: dict = {**extra}
+    if partition_expr is not None:
+        metadata["partition_expr"] = partition_expr
+    if schema is not None:
+        metadata[TABLE_SCHEMA_METADATA] = schema
+    if columns is not None:
+        metadata["dagster/column_schema"] = column_schema(columns)
+    return metadata
+
+
+def table_asset(
+    *,
+    partitions_def: dg.PartitionsDefinition | None,
+    group_name: str,
+    code_version: str,
+    metadata: dict,
+    automation_condition: dg.AutomationCondition | None,
+    kinds: Sequence[str] = ("duckdb", "polars"),
+    cutoff_model: bool = False,
+    **decorator: Any,
+) -> dict:
+    """The ``@dg.asset`` arguments every stored table shares: range runs (single-run
+    backfills), the warehouse IO manager, kinds, its automation condition (None for the roots
+    the schedules and sensors drive) and the facts the run plan reads."""
+    return {
+        "partitions_def": partitions_def,
+        "backfill_policy": dg.BackfillPolicy.single_run() if partitions_def else None,
+        "io_manager_key": WAREHOUSE_IO_MANAGER,
+        "kinds": set(kinds),
+        "group_name": group_name,
+        "code_version": code_version,
+        "metadata": metadata,
+        "automation_condition": automation_condition,
+        "tags": {CUTOFF_MODEL_TAG: "true"} if cutoff_model else None,
+        **decorator,
+    }
+
+
+def blocking_check(asset: str | dg.AssetKey, name: str, description: str) -> dg.AssetCheckSpec:
+    """A check that must pass before the asset is written (and anything downstream runs)."""
+    return dg.AssetCheckSpec(name, asset=asset, blocking=True, description=description)
+
+
+@dataclass(frozen=True)
+class RunScope:
+    """The rectangle of one run: its date windows × tickers (no tickers: date-only)."""
+
+    rect: PartitionRectangle
+
+    @classmethod
+    def of(cls, context: dg.AssetExecutionContext) -> RunScope:
+        partitions_def = context.assets_def.partitions_def
+        assert partitions_def is not None, "RunScope is for partitioned assets"
+        return cls(rectangle_from_keys(context.partition_keys, partitions_def))
+
+    def within(self, frame: pl.DataFrame, column: str = "date") -> pl.DataFrame:
+        """``frame``'s rows dated inside the run's windows."""
+        return frame.filter((pl.col(column) >= self.rect.start) & (pl.col(column) < self.rect.end))
+
+    def own_tickers(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """``frame``'s rows of the run's own tickers: a run decided across every ticker writes
+        only the partitions it was asked for."""
+        return frame.filter(pl.col("ticker").is_in(list(self.rect.tickers)))
+
+    def check_metadata(self, report: ValidationReport, tickers: bool = True) -> dict:
+        return check_metadata(report, self.rect.windows, self.rect.tickers if tickers else ())
+
+
 def check_metadata(report: ValidationReport, windows: tuple, tickers: tuple) -> dict:
     covered = f"{windows[0]}..{windows[-1]}" if windows else "-"
     return {
@@ -31,6 +132,49 @@ def check_metadata(report: ValidationReport, windows: tuple, tickers: tuple) -> 
         "partitions_covered": f"{covered} × {len(tickers) or 1} ticker(s)",
         "tickers": ", ".join(tickers) or "-",
     }
+
+
+def checked_output(
+    check_name: str,
+    report: ValidationReport,
+    value: object,
+    metadata: dict,
+    *,
+    scope: RunScope | None = None,
+    asset_key: dg.AssetKey | None = None,
+    output_name: str = "result",
+    tickers_in_metadata: bool = True,
+) -> Iterator:
+    """The check's result, then (only when it passed) the output: a failed blocking check
+    fails the step with the failed rules and nothing is written."""
+    yield dg.AssetCheckResult(
+        check_name=check_name,
+        asset_key=asset_key,
+        passed=report.success,
+        metadata=scope.check_metadata(report, tickers_in_metadata) if scope else {},
+    )
+    if not report.success:
+        raise dg.Failure(description=report.summary())
+    yield dg.Output(value, output_name=output_name, metadata=metadata)
+
+
+def domain_call(what: dg.AssetKey | str, call: Callable[[], _T]) -> _T:
+    """``call()``; a ``ValueError`` (bad input the domain refused) fails the step naming the
+    asset, with the domain's message (which names the ticker, date or rule)."""
+    try:
+        return call()
+    except ValueError as exc:
+        name = what.to_user_string() if isinstance(what, dg.AssetKey) else what
+        raise dg.Failure(description=f"{name}: {exc}") from exc
+
+
+def model_registry(settings: Settings, warehouse: WarehouseResource, kind: str):
+    """The MLflow registry beside the warehouse; one experiment per model kind."""
+    from quant_assets.models.registry import ModelRegistry
+
+    mlflow_cfg = settings.models.mlflow
+    home = Path(warehouse.database).parent
+    return ModelRegistry(mlflow_cfg, home, experiment=f"{mlflow_cfg.experiment}/{kind}")
 
 
 def markdown(frame: pl.DataFrame) -> str:

@@ -185,3 +185,84 @@ def rectangle_from_keys(
         tickers=tuple(tickers),
         windows=tuple(w.start.date() for w in time_windows),
     )
+
+
+def by_date() -> dg.MultiToSingleDimensionPartitionMapping:
+    """A date × ticker asset reads (or is read by) a date-only asset over the same windows."""
+    return dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=DATE_DIMENSION)
+
+
+def same_window() -> dg.MultiPartitionMapping:
+    """Per-ticker input over the same dates (the upstream's date windows may start earlier)."""
+    return dg.MultiPartitionMapping(
+        {
+            DATE_DIMENSION: dg.DimensionPartitionMapping(
+                DATE_DIMENSION, dg.TimeWindowPartitionMapping()
+            ),
+            TICKER_DIMENSION: dg.DimensionPartitionMapping(
+                TICKER_DIMENSION, dg.IdentityPartitionMapping()
+            ),
+        }
+    )
+
+
+def cross_section(start_offset: int = 0, end_offset: int = 0) -> dg.MultiPartitionMapping:
+    """Every ticker's partitions of the same date windows (shifted by the offsets): what an
+    asset deciding across tickers reads."""
+    return dg.MultiPartitionMapping(
+        {
+            DATE_DIMENSION: dg.DimensionPartitionMapping(
+                DATE_DIMENSION,
+                dg.TimeWindowPartitionMapping(
+                    start_offset=start_offset,
+                    end_offset=end_offset,
+                    allow_nonexistent_upstream_partitions=True,
+                ),
+            ),
+            TICKER_DIMENSION: dg.DimensionPartitionMapping(
+                TICKER_DIMENSION, dg.AllPartitionMapping()
+            ),
+        }
+    )
+
+
+def before_cutoff(
+    cutoffs: CutoffSettings, universe: UniverseSettings
+) -> dg.TimeWindowPartitionMapping:
+    """A cut-off partition reads every date window strictly before its cut-off (an expanding
+    training window): the offset spans the universe start to the last cut-off."""
+    last = universe.end or date.today()
+    months = (last.year - universe.start.year + 1) * 12
+    windows_before = months // FREQUENCY_MONTHS[cutoffs.cutoff_frequency] + 1
+    return dg.TimeWindowPartitionMapping(
+        start_offset=-windows_before, end_offset=-1, allow_nonexistent_upstream_partitions=True
+    )
+
+
+def cutoff_keys_windows(
+    keys: list[str], partitions_def: dg.TimeWindowPartitionsDefinition
+) -> list[tuple[date, date]]:
+    """(cut-off, end of its window) per cut-off partition key, in order."""
+    windows = [partitions_def.time_window_for_partition_key(k) for k in sorted(keys)]
+    return [(w.start.date(), w.end.date()) for w in windows]
+
+
+def first_window_start(partitions_def: dg.PartitionsDefinition) -> date:
+    """The first day of the first date window of ``partitions_def``."""
+    if isinstance(partitions_def, dg.MultiPartitionsDefinition):
+        partitions_def = partitions_def.get_partitions_def_for_dimension(DATE_DIMENSION)
+    first = partitions_def.get_first_partition_key()
+    assert first is not None
+    return date.fromisoformat(first)
+
+
+def previous_window_start(partitions_def: dg.PartitionsDefinition, day: date) -> date:
+    """The first day of the date window before the one starting at ``day`` (``day`` itself
+    for the first window)."""
+    if isinstance(partitions_def, dg.MultiPartitionsDefinition):
+        partitions_def = partitions_def.get_partitions_def_for_dimension(DATE_DIMENSION)
+    assert isinstance(partitions_def, dg.TimeWindowPartitionsDefinition)
+    window = partitions_def.get_prev_partition_window(
+        partitions_def.time_window_for_partition_key(day.isoformat()).start
+    )
+    return window.start.date() if window else day

@@ -446,9 +446,13 @@ class PostgresWarehouseResource(WarehouseResource):
         schema: str | None = None,
     ) -> pl.DataFrame:
         """Rows of ``table`` with ``start <= date < end`` and ticker in ``tickers`` (if given)."""
+        schema = schema or self.schema_name
+        with self._connect() as conn:
+            present = list(_columns(conn, schema, table))
         sql, params = select_rows(
             table,
-            schema=schema or self.schema_name,
+            present=present,
+            schema=schema,
             start=start,
             end_exclusive=end,
             tickers=tickers,

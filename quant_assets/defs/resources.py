@@ -9,10 +9,10 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from quant_assets.store import select_rows
+from quant_assets.names import MARKET_SCHEMA, WAREHOUSE_FILE
+from quant_assets.store import select_rows, table_columns
 
-WAREHOUSE_FILE = "warehouse.duckdb"  # not "market.duckdb": DuckDB confuses file and schema names
-WAREHOUSE_SCHEMA = "market"
+WAREHOUSE_SCHEMA = MARKET_SCHEMA
 
 
 def warehouse_path(home: Path) -> Path:
@@ -56,13 +56,15 @@ class WarehouseResource(dg.ConfigurableResource):
         schema: str | None = None,
     ) -> pl.DataFrame:
         """Rows of ``table`` with ``start <= date < end`` and ticker in ``tickers`` (if given)."""
-        sql, params = select_rows(
-            table,
-            schema=schema or self.schema_name,
-            start=start,
-            end_exclusive=end,
-            tickers=tickers,
-            columns=columns,
-        )
+        schema = schema or self.schema_name
         with duckdb.connect(self.database) as conn:
+            sql, params = select_rows(
+                table,
+                present=table_columns(conn, table, schema),
+                schema=schema,
+                start=start,
+                end_exclusive=end,
+                tickers=tickers,
+                columns=columns,
+            )
             return conn.execute(sql, params).pl()

@@ -23,9 +23,13 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import tenacity
-from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
-from dagster._core.definitions.events import AssetKeyPartitionKey
 
+from quant_assets.dagster_internals import (
+    AssetGraphSubset,
+    AssetKeyPartitionKey,
+    backfill_run_request,
+)
+from quant_assets.defs.common import CUTOFF_MODEL_TAG
 from quant_assets.defs.partitions import (
     DATE_DIMENSION,
     TICKER_DIMENSION,
@@ -42,7 +46,6 @@ FAILURE_SENSOR = "run_failures"
 ALERTS_DIR = "alerts"
 FAILURE_LOG = "run_failures.jsonl"
 _BAR_VALUES = ("date", "open", "high", "low", "close", "volume")
-_MODEL_ASSETS = frozenset({dg.AssetKey("regime_model"), dg.AssetKey("next_state_model")})
 
 
 # --- universe ------------------------------------------------------------------------------
@@ -78,7 +81,7 @@ def universe_backfill(
     keys = _descendants(asset_graph, dg.AssetKey("bars"), below_bars)
     for key in sorted(keys | {dg.AssetKey("bars")}, key=lambda k: k.to_user_string()):
         node = asset_graph.get(key)
-        if key in _MODEL_ASSETS or not node.is_materializable:
+        if node.tags.get(CUTOFF_MODEL_TAG) == "true" or not node.is_materializable:
             continue
         in_strategy = key.path[0] in strategy_prefixes
         if not in_strategy and not added:
@@ -143,7 +146,7 @@ def build_universe_sensor(settings: Settings) -> dg.SensorDefinition:
             subset = universe_backfill(context.repository_def.asset_graph, added, after, strategies)
             if subset.num_partitions_and_non_partitioned_assets:
                 run_requests.append(
-                    dg.RunRequest.for_asset_graph_subset(
+                    backfill_run_request(
                         subset,
                         tags={
                             "quant_assets/launched_by": UNIVERSE_SENSOR,

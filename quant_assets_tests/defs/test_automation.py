@@ -8,8 +8,8 @@ import shutil
 import dagster as dg
 import yaml
 
-from quant_assets.defs.factory import build_definitions
-from quant_assets.defs.runner import open_instance
+from quant_assets.defs.definitions import build_definitions
+from quant_assets.engine.instance import open_instance
 from quant_assets.settings import load_settings
 
 

@@ -37,7 +37,8 @@ from typer.testing import CliRunner
 
 from quant_assets.cli import app
 from quant_assets.defs.resources import WAREHOUSE_SCHEMA, warehouse_path
-from quant_assets.defs.runner import materialize, open_instance
+from quant_assets.engine.instance import open_instance
+from quant_assets.engine.runner import materialize
 from quant_assets.settings import load_settings
 from quant_assets_tests.conftest import Project, copy_project, write_project
 

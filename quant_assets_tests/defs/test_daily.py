@@ -10,8 +10,8 @@ import duckdb
 import polars as pl
 import pytest
 
-from quant_assets.defs.daily import AUTOMATION_TAG, run_daily_update
-from quant_assets.defs.runner import open_instance
+from quant_assets.engine.daily import AUTOMATION_TAG, run_daily_update
+from quant_assets.engine.instance import open_instance
 from quant_assets.settings import load_settings
 from quant_assets_tests.conftest import copy_project
 

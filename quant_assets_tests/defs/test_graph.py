@@ -8,8 +8,10 @@ import dagster as dg
 import duckdb
 import pytest
 
-from quant_assets.defs.factory import build_definitions
-from quant_assets.defs.runner import materialize, open_instance, plan_runs
+from quant_assets.defs.definitions import build_definitions
+from quant_assets.engine.instance import open_instance
+from quant_assets.engine.plan import plan_runs
+from quant_assets.engine.runner import materialize
 from quant_assets.settings import load_settings
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from quant_assets.defs.runner import materialize
+from quant_assets.engine.runner import materialize
 from quant_assets.settings import load_settings
 
 TABLES = ("bars", "features", "signals")

@@ -16,7 +16,8 @@ import polars as pl
 import pytest
 from conftest import materialize_all, new_pipeline_project, write_fast_model_configs, write_project
 
-from quant_assets.defs.runner import materialize, open_instance
+from quant_assets.engine.instance import open_instance
+from quant_assets.engine.runner import materialize
 from quant_assets.models.registry import ModelRegistry
 from quant_assets.settings import load_settings
 

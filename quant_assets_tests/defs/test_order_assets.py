@@ -17,12 +17,9 @@ import polars as pl
 import pytest
 from conftest import copy_project
 
-from quant_assets.defs.assets import build_assets
-from quant_assets.defs.model_assets import build_model_assets
-from quant_assets.defs.order_assets import KILL_SWITCH_FILE, build_order_assets
-from quant_assets.defs.runner import open_instance
-from quant_assets.defs.storage import storage_executor, storage_resources
-from quant_assets.defs.strategy_assets import build_strategy_assets
+from quant_assets.defs.definitions import build_definitions
+from quant_assets.defs.orders import KILL_SWITCH_FILE
+from quant_assets.engine.instance import open_instance
 from quant_assets.settings import load_settings
 
 STRATEGIES = ("hybrid_alpha", "mean_reversion_only", "trend_only")
@@ -31,18 +28,8 @@ LAST_WINDOW = ("2019-01-01", "2019-01-01")
 
 
 def definitions(project) -> dg.Definitions:
-    settings = load_settings(project.config_dir)
-    assets = [*build_assets(settings), *build_model_assets(settings)]
-    assets += build_strategy_assets(settings)
-    present = {key for a in assets for key in a.keys}
-    for strategy in settings.strategies.values():  # unless already wired into the factory
-        if dg.AssetKey([strategy.name, "orders"]) not in present:
-            assets += build_order_assets(settings, strategy)
-    return dg.Definitions(
-        assets=assets,
-        resources=storage_resources(settings, project.home),
-        executor=storage_executor(settings),
-    )
+    """The project's graph: the pipeline's stages and every strategy's own Definitions."""
+    return build_definitions(load_settings(project.config_dir), project.home)
 
 
 def run_orders(project, strategies, window_range) -> dg.ExecuteInProcessResult:

@@ -42,7 +42,7 @@ def test_a_ticker_failing_the_primarys_checks_is_served_by_the_fallback(make_pro
     assert served == {"AAA": "files", "BBB": "synthetic"}
     assert negative == 0
 
-    from quant_assets.defs.runner import open_instance
+    from quant_assets.engine.instance import open_instance
 
     instance = open_instance(project.home)
     try:
@@ -60,7 +60,7 @@ def test_a_ticker_failing_the_primarys_checks_is_served_by_the_fallback(make_pro
 
 
 def test_when_every_provider_fails_nothing_is_written_and_the_error_names_each(make_project):
-    from quant_assets.defs.runner import materialize
+    from quant_assets.engine.runner import materialize
     from quant_assets.settings import load_settings
 
     project = make_project(["AAA", "ZZZ"], date(2020, 1, 1), date(2020, 1, 31))

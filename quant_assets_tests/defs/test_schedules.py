@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from quant_assets.defs.factory import build_definitions
+from quant_assets.defs.definitions import build_definitions
 from quant_assets.defs.schedules import SESSION_TAG, close_schedule
 from quant_assets.settings import load_settings
 

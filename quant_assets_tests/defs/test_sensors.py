@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 import yaml
 
-from quant_assets.defs.factory import build_definitions
+from quant_assets.defs.definitions import build_definitions
 from quant_assets.defs.sensors import (
     FAILURE_LOG,
     WebhookError,

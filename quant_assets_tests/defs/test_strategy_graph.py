@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 from conftest import materialize_all
 
-from quant_assets.defs.runner import open_instance
+from quant_assets.engine.instance import open_instance
 from quant_assets.models.registry import ModelRegistry
 from quant_assets.settings import load_settings
 
@@ -172,7 +172,7 @@ def test_a_strategy_config_error_names_the_file_and_the_key(make_project, text, 
 
 
 def test_positions_refuse_a_partial_cross_section_and_write_nothing(pipeline):
-    from quant_assets.defs.runner import materialize
+    from quant_assets.engine.runner import materialize
 
     settings = load_settings(pipeline.config_dir)
     database = str(pipeline.home / "warehouse.duckdb")

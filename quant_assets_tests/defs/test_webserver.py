@@ -13,7 +13,7 @@ import urllib.request
 from datetime import date
 from pathlib import Path
 
-from quant_assets.defs.runner import dagster_home
+from quant_assets.engine.instance import dagster_home
 
 REPO = Path(__file__).resolve().parents[2]
 QUERY = "{ assetNodes { assetKey { path } isPartitioned hasAssetChecks } }"

@@ -19,10 +19,11 @@ from dagster_postgres import (
     PostgresScheduleStorage,
 )
 
-from quant_assets.defs.factory import build_definitions
+from quant_assets.defs.definitions import build_definitions
 from quant_assets.defs.postgres_store import PostgresWarehouseResource
-from quant_assets.defs.runner import materialize, sync_ticker_partitions
 from quant_assets.defs.storage import storage_executor
+from quant_assets.engine.instance import sync_ticker_partitions
+from quant_assets.engine.runner import materialize
 from quant_assets.settings import load_settings
 from quant_assets.store import read_table
 from quant_assets_tests.conftest import Project, write_project

@@ -17,27 +17,20 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import dagster as dg
-from dagster._core.definitions.automation_tick_evaluation_context import (
+
+from quant_assets.dagster_internals import (
+    AssetKeyPartitionKey,
     build_run_requests_with_backfill_policies,
 )
-from dagster._core.definitions.events import AssetKeyPartitionKey
-from dagster._core.definitions.partitions.context import partition_loading_context
-
-from quant_assets.defs.factory import build_definitions
-from quant_assets.defs.runner import (
-    RunFailedError,
-    RunOutcome,
-    RunPlan,
-    fail_dead_runs,
-    open_instance,
-    run_in_process,
-    sync_ticker_partitions,
-)
+from quant_assets.defs.definitions import build_definitions
 from quant_assets.defs.schedules import (
     DAILY_SCHEDULE,
     daily_run_requests,
     session_of_tick,
 )
+from quant_assets.engine.instance import fail_dead_runs, open_instance, sync_ticker_partitions
+from quant_assets.engine.plan import RunPlan
+from quant_assets.engine.runner import RunFailedError, RunOutcome, run_in_process
 from quant_assets.settings import Settings
 
 AUTOMATION_TAG = "quant_assets/automation_tick"
@@ -179,7 +172,7 @@ def run_daily_update(
                 for key in asset_graph.materializable_asset_keys
                 for partition in result.get_requested_partitions(key)
             }
-            with partition_loading_context(dynamic_partitions_store=instance):
+            with dg.partition_loading_context(dynamic_partitions_store=instance):
                 requests = build_run_requests_with_backfill_policies(
                     partitions, asset_graph, instance
                 )
