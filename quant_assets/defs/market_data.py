@@ -5,7 +5,6 @@ carry no automation condition. Both validate every row and partition with the bl
 suite before anything is written.
 """
 
-
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, date, datetime

@@ -7,7 +7,6 @@ before ``c`` only, and features never read labels. ``predictions`` for a date us
 as of the cut-off whose window holds it (never a model trained on later data).
 """
 
-
 from collections.abc import Iterator
 from datetime import date
 
@@ -240,30 +239,42 @@ def predictions_asset(settings: Settings) -> dg.AssetsDefinition:
         Each date uses the champion as of the cut-off whose window holds it (the walk-forward
         record of the gate: never a model trained on later data); dates in the newest window
         — the daily update — use the version behind ``@champion`` in MLflow."""
-        from quant_assets.models.next_state import model_input_rows, predict_walk_forward
-
         scope = RunScope.of(context)
-        registry = model_registry(settings, warehouse, "next_state")
-        model_name = settings.models.mlflow.registered_model
-        predicted_rows, used = predict_walk_forward(
-            next_state_model,
-            model_input_rows(features, signals, regimes, columns),
-            scope.rect.end,
-            columns,
-            lambda version: registry.load_python_model(model_name, version).boosters,
-            date.fromisoformat(live_key) if live_key else None,
-            lambda: registry.champion(model_name),
-        )
-        if predicted_rows is None:
-            out = pl.DataFrame(schema={c.name: c.dtype for c in schemas.PREDICTIONS})
-        else:
-            out = schemas.conform(predicted_rows, schemas.PREDICTIONS)
+        rows = _model_input_rows(features, signals, regimes, columns)
+        out, used = _predict(settings, warehouse, next_state_model, rows, scope, live_key, columns)
         report = validate_predictions(out, list(STATE_NAMES), list(STATE_PROB_COLUMNS))
         models_used = "; ".join(f"{k}: {v}" for k, v in used.items()) or "-"
         metadata = {"rows": out.height, "models_used": models_used}
         yield from checked_output("predictions_valid", report, out, metadata, scope=scope)
 
     return predictions
+
+
+def _predict(settings, warehouse, model_rows, rows, scope, live_key, columns):
+    """Walk the cut-off windows: each date's rows predicted by the champion as of its window
+    (the live window by the MLflow ``@champion``); the conformed frame and the models used."""
+    from quant_assets.models.next_state import predict_walk_forward
+
+    registry = model_registry(settings, warehouse, "next_state")
+    model_name = settings.models.mlflow.registered_model
+    predicted_rows, used = predict_walk_forward(
+        model_rows,
+        rows,
+        scope.rect.end,
+        columns,
+        lambda version: registry.load_python_model(model_name, version).boosters,
+        date.fromisoformat(live_key) if live_key else None,
+        lambda: registry.champion(model_name),
+    )
+    if predicted_rows is None:
+        return pl.DataFrame(schema={c.name: c.dtype for c in schemas.PREDICTIONS}), used
+    return schemas.conform(predicted_rows, schemas.PREDICTIONS), used
+
+
+def _model_input_rows(features, signals, regimes, columns):
+    from quant_assets.models.next_state import model_input_rows
+
+    return model_input_rows(features, signals, regimes, columns)
 
 
 def _predictions_check() -> dg.AssetCheckSpec:

@@ -14,7 +14,6 @@ older sessions, and the sessions on which it was applied are read back from the 
 (``kill_switch = true``) whenever their window is recomputed.
 """
 
-
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -37,6 +36,7 @@ from quant_assets.defs.common import (
 from quant_assets.defs.partitions import (
     by_date,
     date_partitions,
+    days_for_sessions,
     first_window_start,
     previous_window_start,
 )
@@ -100,37 +100,15 @@ def orders_asset(settings: Settings, strategy: StrategySettings) -> dg.AssetsDef
     ) -> Iterator:
         """Decide each session's orders at its close and fill them on the next session in a
         paper book, continuing from the stored book and pending orders before the range."""
-        from quant_assets.execution import run_paper_book
         from quant_assets.quality.derived import validate_orders
 
         scope = RunScope.of(context)
         state = _paper_state(warehouse, strategy, scope, first_window_start(windows), windows)
-        bars = warehouse.read(
-            "bars",
-            start=scope.rect.start,
-            end=scope.rect.end,
-            tickers=list(universe.tickers),
-            columns=_BARS_COLUMNS,
-        )
-        if bars.is_empty():
-            raise dg.Failure(
-                description=f"{orders_key.to_user_string()}: no bars in {scope.rect.start}"
-                f"..{scope.rect.last_day}; materialise bars for these windows first"
-            )
-        require_cross_section(positions, bars, positions_key)
         switch, kill_sessions, live = _kill_switch(warehouse, name, scope)
-        targets = positions.select("date", "ticker", "target_weight", "reason_codes")
         result = domain_call(
             orders_key,
-            lambda: run_paper_book(
-                bars,
-                targets,
-                strategy.backtest,
-                start=scope.rect.start,
-                state=state,
-                tickers=list(universe.tickers),
-                kill_switch_sessions=kill_sessions,
-                strategy=name,
+            lambda: _paper_book(
+                warehouse, settings, strategy, scope, positions, state, kill_sessions
             ),
         )
         report = validate_orders(result.orders, result.book, strategy.backtest.lot_size)
@@ -163,6 +141,46 @@ _CHECK_DESCRIPTION = (
     "kill-switch order reduces |shares|; the paper book's equity = cash + Σ shares × mark and "
     "cash moves only by the fills."
 )
+
+
+def _paper_book(
+    warehouse: WarehouseResource,
+    settings: Settings,
+    strategy: StrategySettings,
+    scope: RunScope,
+    positions: pl.DataFrame,
+    state,
+    kill_sessions: set[date],
+):
+    """Run the paper book over the run's sessions on the stored bars (and the look-back its
+    costs need), refusing a partial cross-section."""
+    from quant_assets.execution import run_paper_book
+
+    tickers = list(settings.universe.tickers)
+    history = max(strategy.backtest.adv_window, strategy.backtest.vol_window) + 1
+    start = scope.rect.start - days_for_sessions(history)
+    bars = warehouse.read(
+        "bars", start=start, end=scope.rect.end, tickers=tickers, columns=_BARS_COLUMNS
+    )
+    in_run = scope.within(bars)
+    if in_run.is_empty():
+        raise ValueError(
+            f"no bars in {scope.rect.start}..{scope.rect.last_day}; materialise bars for these "
+            "windows first"
+        )
+    positions_key = dg.AssetKey([strategy.name, "positions"])
+    require_cross_section(positions, in_run, positions_key)
+    targets = positions.select("date", "ticker", "target_weight", "reason_codes")
+    return run_paper_book(
+        bars,
+        targets,
+        strategy.backtest,
+        start=scope.rect.start,
+        state=state,
+        tickers=tickers,
+        kill_switch_sessions=kill_sessions,
+        strategy=strategy.name,
+    )
 
 
 def _paper_state(

@@ -5,7 +5,6 @@ serves the dates of its window ``[c, next cut-off)``; ``regimes`` for a date rea
 whose window holds it (never one trained on later data).
 """
 
-
 from collections.abc import Iterator
 
 import dagster as dg
@@ -118,6 +117,12 @@ def _fit_metadata(frame: pl.DataFrame, tracking_uri: str) -> dict:
     return metadata
 
 
+_REGIMES_CHECK = (
+    "Great Expectations: one row per date, regime and rule labels in {bull, bear, choppy, "
+    "crash}, probabilities in [0, 1] summing to 1."
+)
+
+
 def regimes_asset(settings: Settings) -> dg.AssetsDefinition:
     from quant_assets.regimes import rule_lookback_sessions
 
@@ -137,14 +142,7 @@ def regimes_asset(settings: Settings) -> dg.AssetsDefinition:
             automation_condition=follows_inputs(),
             ins={"regime_model": dg.AssetIn(partition_mapping=same_or_earlier)},
             deps=["benchmark_bars"],
-            check_specs=[
-                blocking_check(
-                    "regimes",
-                    "regimes_valid",
-                    "Great Expectations: one row per date, regime and rule labels in {bull, "
-                    "bear, choppy, crash}, probabilities in [0, 1] summing to 1.",
-                )
-            ],
+            check_specs=[blocking_check("regimes", "regimes_valid", _REGIMES_CHECK)],
         )
     )
     def regimes(

@@ -4,7 +4,6 @@ Every value at date D uses bars at or before D only: features read the run's bar
 previous windows the longest feature needs (the ``bars`` input's partition mapping).
 """
 
-
 from collections.abc import Iterator
 
 import dagster as dg
@@ -38,6 +37,12 @@ def defs(settings: Settings) -> dg.Definitions:
     return dg.Definitions(assets=[features_asset(settings), signals_asset(settings)])
 
 
+_FEATURES_CHECK = (
+    "Every feature is finite after the warm-up, where the ticker has the inputs it needs "
+    "(high/low, volume, a complete benchmark)."
+)
+
+
 def features_asset(settings: Settings) -> dg.AssetsDefinition:
     schema = schemas.features_schema(settings.features)
     lookback = lookback_periods(settings.features, settings.universe.partition_grain)
@@ -52,14 +57,7 @@ def features_asset(settings: Settings) -> dg.AssetsDefinition:
             automation_condition=follows_inputs(),
             ins={"bars": dg.AssetIn(partition_mapping=lookback_mapping(lookback))},
             deps=[dg.AssetDep("benchmark_bars", partition_mapping=by_date)],
-            check_specs=[
-                blocking_check(
-                    "features",
-                    "features_finite",
-                    "Every feature is finite after the warm-up, where the ticker has the "
-                    "inputs it needs (high/low, volume, a complete benchmark).",
-                )
-            ],
+            check_specs=[blocking_check("features", "features_finite", _FEATURES_CHECK)],
         )
     )
     def features(
@@ -74,29 +72,14 @@ def features_asset(settings: Settings) -> dg.AssetsDefinition:
         scope = RunScope.of(context)
         if bars.is_empty():
             empty = pl.DataFrame(schema={c.name: c.dtype for c in schema})
-            yield from checked_output(
-                "features_finite",
-                ValidationReport(suite="features_finite", row_count=0),
-                empty,
-                {},
-                scope=scope,
-            )
+            report = ValidationReport(suite="features_finite", row_count=0)
+            yield from checked_output("features_finite", report, empty, {}, scope=scope)
             return
-        benchmark = warehouse.read(
-            "benchmark_bars",
-            start=bars["date"].min(),
-            end=scope.rect.end,
-            columns=["date", "close"],
-        )
-        if benchmark.is_empty():
-            context.log.warning("no benchmark_bars rows for this span: relative features are null")
-            benchmark = pl.DataFrame(schema={"date": pl.Date, "close": pl.Float64})
-        out = schemas.conform(
-            scope.within(build_features(bars, benchmark, settings.features)), schema
-        )
-        report = validate_features(
-            out, list(feature_columns(settings.features)), available_columns(bars)
-        )
+        benchmark = _benchmark_closes(context, warehouse, bars["date"].min(), scope.rect.end)
+        computed = build_features(bars, benchmark, settings.features)
+        out = schemas.conform(scope.within(computed), schema)
+        names = list(feature_columns(settings.features))
+        report = validate_features(out, names, available_columns(bars))
         metadata = {
             "rows": out.height,
             "lookback_rows_read": bars.height - out.height,
@@ -105,6 +88,16 @@ def features_asset(settings: Settings) -> dg.AssetsDefinition:
         yield from checked_output("features_finite", report, out, metadata, scope=scope)
 
     return features
+
+
+def _benchmark_closes(context, warehouse: WarehouseResource, start, end) -> pl.DataFrame:
+    """The benchmark's closes over the features' span (empty, with a warning, when missing:
+    the relative features are then null)."""
+    benchmark = warehouse.read("benchmark_bars", start=start, end=end, columns=["date", "close"])
+    if benchmark.is_empty():
+        context.log.warning("no benchmark_bars rows for this span: relative features are null")
+        return pl.DataFrame(schema={"date": pl.Date, "close": pl.Float64})
+    return benchmark
 
 
 def signals_asset(settings: Settings) -> dg.AssetsDefinition:

@@ -215,7 +215,6 @@ def rectangles(
 def build_file_sensor(settings: Settings) -> dg.SensorDefinition | None:
     """The drop-folder sensor, or None when the files provider is not in use."""
     from quant_assets.defs.partitions import date_partitions
-    from quant_assets.providers.files import read_bar_file
 
     files = settings.providers.files
     in_use = {settings.providers.provider, *getattr(settings.providers, "fallback", [])}
@@ -245,27 +244,8 @@ def build_file_sensor(settings: Settings) -> dg.SensorDefinition | None:
             t for t in context.instance.get_dynamic_partitions(TICKER_DIMENSION) if t in tickers
         ]
         valid_windows = windows_def.get_partition_keys()
-        changed: dict[str, list[str]] = {}
-        problems: list[str] = []
-        for path in sorted(folder.glob("*")):
-            symbol = path.stem
-            if path.suffix not in (".csv", ".parquet") or not TICKER_PATTERN.fullmatch(symbol):
-                continue
-            if symbol not in tickers and symbol != benchmark:
-                continue
-            digest = _file_digest(path)
-            if cursor["files"].get(path.name) == digest:
-                continue
-            try:
-                bars = read_bar_file(path, symbol)
-            except (ProviderError, QuantAssetsError) as exc:
-                problems.append(str(exc))  # retried when the file changes again
-                continue
-            after = window_hashes(bars.select(_BAR_VALUES), grain)
-            windows = changed_windows(cursor["windows"].get(symbol, {}), after)
-            changed[symbol] = [w for w in windows if w in set(valid_windows)]
-            cursor["files"][path.name] = digest
-            cursor["windows"][symbol] = after
+        wanted = tickers | {benchmark}
+        changed, problems = scan_folder(folder, wanted, cursor, grain, set(valid_windows))
         for problem in problems:
             context.log.error(problem)
         requests = file_run_requests(changed, valid_windows, order, benchmark)
@@ -276,6 +256,38 @@ def build_file_sensor(settings: Settings) -> dg.SensorDefinition | None:
         return dg.SensorResult(run_requests=requests, cursor=new_cursor)
 
     return drop_folder
+
+
+def scan_folder(
+    folder: Path, wanted: set[str], cursor: dict, grain: str, valid_windows: set[str]
+) -> tuple[dict[str, list[str]], list[str]]:
+    """The changed date windows per symbol of the files in ``folder`` that are new or changed
+    since ``cursor`` (updated in place), and the files that could not be read (retried when
+    they change again)."""
+    from quant_assets.providers.files import read_bar_file
+
+    changed: dict[str, list[str]] = {}
+    problems: list[str] = []
+    for path in sorted(folder.glob("*")):
+        symbol = path.stem
+        if path.suffix not in (".csv", ".parquet") or not TICKER_PATTERN.fullmatch(symbol):
+            continue
+        if symbol not in wanted:
+            continue
+        digest = _file_digest(path)
+        if cursor["files"].get(path.name) == digest:
+            continue
+        try:
+            bars = read_bar_file(path, symbol)
+        except (ProviderError, QuantAssetsError) as exc:
+            problems.append(str(exc))
+            continue
+        after = window_hashes(bars.select(_BAR_VALUES), grain)
+        windows = changed_windows(cursor["windows"].get(symbol, {}), after)
+        changed[symbol] = [w for w in windows if w in valid_windows]
+        cursor["files"][path.name] = digest
+        cursor["windows"][symbol] = after
+    return changed, problems
 
 
 def file_run_requests(

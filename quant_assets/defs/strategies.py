@@ -8,7 +8,6 @@ a YAML file. See :mod:`quant_assets.defs.strategy_state` for how the path-depend
 continue from the stored state.
 """
 
-
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -106,6 +105,19 @@ class StrategyFacts:
             **decorator,
         )
 
+    def bars_read_back(self, sessions: int) -> dg.AssetDep:
+        """Every ticker's ``bars`` of the run's windows and the windows holding ``sessions``
+        sessions before them (risk look-backs, the book's prices)."""
+        periods = periods_for_sessions(sessions, self.grain)
+        return dg.AssetDep("bars", partition_mapping=cross_section(-periods))
+
+    def bars_before(
+        self, warehouse: WarehouseResource, scope: RunScope, sessions: int, columns: list[str]
+    ) -> pl.DataFrame:
+        """The stored bars of the run and of (about) ``sessions`` sessions before it."""
+        start = scope.rect.start - days_for_sessions(sessions)
+        return warehouse.read("bars", start=start, end=scope.rect.end, columns=columns)
+
     def continuing(self, rows: pl.DataFrame, scope: RunScope, what: str) -> bool:
         """Whether the run continues a stored book (refusing a gap before it)."""
         previous = previous_window_start(self.partitions, scope.rect.start)
@@ -163,18 +175,17 @@ def alpha_scores_asset(facts: StrategyFacts) -> dg.AssetsDefinition:
     return alpha_scores
 
 
+_POSITIONS_CHECK = (
+    "Great Expectations: every target weight within the per-name cap (>= 0 long-only), gross "
+    "exposure within the leverage cap on every date, a decision and reason codes on every row."
+)
+
+
 def positions_asset(facts: StrategyFacts) -> dg.AssetsDefinition:
     from quant_assets.risk import history_sessions
 
     strategy, key, alpha_key = facts.strategy, facts.key("positions"), facts.key("alpha_scores")
     history = history_sessions(strategy)
-    check = blocking_check(
-        key,
-        "positions_within_limits",
-        "Great Expectations: every target weight within the per-name cap (>= 0 long-only), "
-        "gross exposure within the leverage cap on every date, a decision and reason codes "
-        "on every row.",
-    )
 
     @dg.asset(
         key=key,
@@ -185,13 +196,8 @@ def positions_asset(facts: StrategyFacts) -> dg.AssetsDefinition:
                 "alpha_scores": dg.AssetIn(key=alpha_key, partition_mapping=cross_section()),
                 "regimes": dg.AssetIn(partition_mapping=by_date()),
             },
-            deps=[
-                dg.AssetDep(
-                    "bars",
-                    partition_mapping=cross_section(-periods_for_sessions(history, facts.grain)),
-                )
-            ],
-            check_specs=[check],
+            deps=[facts.bars_read_back(history)],
+            check_specs=[blocking_check(key, "positions_within_limits", _POSITIONS_CHECK)],
         ),
     )
     def positions(
@@ -205,47 +211,42 @@ def positions_asset(facts: StrategyFacts) -> dg.AssetsDefinition:
         hybrid VaR/CVaR and EVT tail, drawdown guard, circuit breakers with staged recovery,
         kill switch) and the turnover limit. ``reason_codes`` lists every scaling applied."""
         from quant_assets.quality.derived import validate_positions
-        from quant_assets.risk import PositionState, size_positions, state_lookback_sessions
 
         scope = RunScope.of(context)
-        lookback = state_lookback_sessions(strategy.risk)
-        rows = stored_state_rows(warehouse, strategy.name, "positions", scope.rect.start, lookback)
-        state = (
-            PositionState.from_rows(rows)
-            if facts.continuing(rows, scope, "positions")
-            else PositionState()
-        )
-        start = scope.rect.start - days_for_sessions(history)
-        closes = warehouse.read(
-            "bars", start=start, end=scope.rect.end, columns=["date", "ticker", "close"]
-        )
+        closes = facts.bars_before(warehouse, scope, history, ["date", "ticker", "close"])
         require_cross_section(alpha_scores, scope.within(closes), alpha_key)
-        result = domain_call(
-            key,
-            lambda: size_positions(
-                alpha_scores,
-                closes,
-                regimes,
-                strategy,
-                start=scope.rect.start,
-                state=state,
-                tickers=facts.tickers,
-            ),
+        rows = domain_call(
+            key, lambda: _size(facts, scope, alpha_scores, closes, regimes, warehouse)
         )
         sizing = strategy.sizing
-        report = validate_positions(
-            result.rows, sizing.max_weight, sizing.max_gross_leverage, sizing.long_only
-        )
-        out = scope.own_tickers(result.rows)
-        yield from checked_output(
-            "positions_within_limits",
-            report,
-            out,
-            _positions_metadata(out, result.rows),
-            scope=scope,
-        )
+        limits = (sizing.max_weight, sizing.max_gross_leverage, sizing.long_only)
+        report = validate_positions(rows, *limits)
+        out = scope.own_tickers(rows)
+        metadata = _positions_metadata(out, rows)
+        yield from checked_output("positions_within_limits", report, out, metadata, scope=scope)
 
     return positions
+
+
+def _size(facts: StrategyFacts, scope: RunScope, alpha_scores, closes, regimes, warehouse):
+    """The positions of the run's dates, continuing from the stored sizing state."""
+    from quant_assets.risk import PositionState, size_positions, state_lookback_sessions
+
+    strategy = facts.strategy
+    lookback = state_lookback_sessions(strategy.risk)
+    rows = stored_state_rows(warehouse, strategy.name, "positions", scope.rect.start, lookback)
+    continuing = facts.continuing(rows, scope, "positions")
+    state = PositionState.from_rows(rows) if continuing else PositionState()
+    result = size_positions(
+        alpha_scores,
+        closes,
+        regimes,
+        strategy,
+        start=scope.rect.start,
+        state=state,
+        tickers=facts.tickers,
+    )
+    return result.rows
 
 
 def _positions_metadata(out: pl.DataFrame, rows: pl.DataFrame) -> dict:
@@ -262,16 +263,16 @@ def _positions_metadata(out: pl.DataFrame, rows: pl.DataFrame) -> dict:
     }
 
 
+_BACKTEST_CHECK = (
+    "Great Expectations: equity = cash + Σ shares × price on every date (1e-9 relative) and "
+    "never NaN; one row per (ticker, date)."
+)
+
+
 def backtest_asset(facts: StrategyFacts) -> dg.AssetsDefinition:
     strategy, key, positions_key = facts.strategy, facts.key("backtest"), facts.key("positions")
     settings = strategy.backtest
     history = max(settings.adv_window, settings.vol_window) + 1
-    check = blocking_check(
-        key,
-        "backtest_accounting",
-        "Great Expectations: equity = cash + Σ shares × price on every date (1e-9 relative) "
-        "and never NaN; one row per (ticker, date).",
-    )
 
     @dg.asset(
         key=key,
@@ -280,13 +281,8 @@ def backtest_asset(facts: StrategyFacts) -> dg.AssetsDefinition:
             schemas.BACKTEST,
             kinds=("duckdb", "polars", "numba"),
             ins={"positions": dg.AssetIn(key=positions_key, partition_mapping=cross_section())},
-            deps=[
-                dg.AssetDep(
-                    "bars",
-                    partition_mapping=cross_section(-periods_for_sessions(history, facts.grain)),
-                )
-            ],
-            check_specs=[check],
+            deps=[facts.bars_read_back(history)],
+            check_specs=[blocking_check(key, "backtest_accounting", _BACKTEST_CHECK)],
         ),
     )
     def backtest(
@@ -305,17 +301,13 @@ def backtest_asset(facts: StrategyFacts) -> dg.AssetsDefinition:
         state = (
             BookState.from_rows(rows) if continuing else BookState.initial(settings.initial_capital)
         )
-        start = scope.rect.start - days_for_sessions(history)
-        columns = ["date", "ticker", "open", "close", "volume"]
-        bars = warehouse.read("bars", start=start, end=scope.rect.end, columns=columns)
+        bars = facts.bars_before(
+            warehouse, scope, history, ["date", "ticker", "open", "close", "volume"]
+        )
         require_cross_section(positions, scope.within(bars), positions_key)
         targets = positions.select("date", "ticker", "target_weight")
-        result = domain_call(
-            key,
-            lambda: run_book(
-                bars, targets, settings, start=scope.rect.start, state=state, tickers=facts.tickers
-            ),
-        )
+        run = dict(start=scope.rect.start, state=state, tickers=facts.tickers)
+        result = domain_call(key, lambda: run_book(bars, targets, settings, **run))
         out = scope.own_tickers(result.book)
         metadata = _book_metadata(out, result.book, result.trades)
         report = validate_backtest(result.book)

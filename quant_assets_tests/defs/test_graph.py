@@ -149,5 +149,5 @@ def test_the_benchmark_run_adds_only_look_back_windows_not_yet_materialised(smal
     cold = plan_runs(settings, defs, ["signals"], start, end, None)
     assert (cold[0].range_start, cold[0].range_end) == ("2020-01-01", "2020-11-01")
     done = {f"2020-{m:02d}-01" for m in range(1, 11)}
-    warm = plan_runs(settings, defs, ["signals"], start, end, None, done)
+    warm = plan_runs(settings, defs, ["signals"], start, end, None, {"benchmark_bars": done})
     assert (warm[0].range_start, warm[0].range_end) == ("2020-11-01", "2020-11-01")
