@@ -1,5 +1,6 @@
-"""The numba kernel: timing of fills, costs, cash constraint, lots, missing data and the
-accounting identities, on small books whose answers are computed by hand in the comments."""
+"""The numba kernel: orders sized at the close and filled the next session, costs, cash
+constraint, lots, missing data and the accounting identities, on small books whose answers
+are computed by hand in the comments; and the order step on its own."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from quant_assets.backtest.kernel import (
     FILL_NEXT_OPEN,
     SIMULATE_BOOK_OUTPUTS,
     TRADE_DTYPE,
+    decide_orders_nb,
+    execute_orders_nb,
+    mark_to_close_nb,
     portfolio_value,
     simulate_book,
     trailing_mean,
@@ -79,8 +83,9 @@ def simulate(
 
 
 def test_buy_and_hold_equity_follows_the_price_exactly() -> None:
-    # 1000 cash, weight 1 decided before day 0, filled at day 0's close of 10: 100 shares.
-    book = simulate([10.0, 11.0, 12.0, 9.0], initial_target=[1.0])
+    # 1000 cash, weight 1 decided at the close of 10 before day 0: 100 shares, filled at day
+    # 0's close of 10.
+    book = simulate([10.0, 11.0, 12.0, 9.0], mark=[10.0], initial_target=[1.0])
     assert book["shares"][:, 0].tolist() == [100.0, 100.0, 100.0, 100.0]
     assert book["cash"].tolist() == [0.0, 0.0, 0.0, 0.0]
     assert book["equity"].tolist() == [1000.0, 1100.0, 1200.0, 900.0]
@@ -90,15 +95,17 @@ def test_buy_and_hold_equity_follows_the_price_exactly() -> None:
 
 def test_round_trip_costs_by_hand() -> None:
     # Fill at the open, 10 bp commission, 20 bp slippage, 10,000 cash.
-    # Day 0: weight 0.5 → 0.5 × 10,000 / 100 = 50 shares at 100 × 1.002 = 100.2,
+    # Before day 0: weight 0.5 at the close of 100 → 0.5 × 10,000 / 100 = 50 shares.
+    # Day 0: 50 shares bought at the open of 100 × 1.002 = 100.2,
     #        commission 50 × 100.2 × 0.001 = 5.01, cash 10,000 - 5,010 - 5.01 = 4,984.99.
-    # Day 1: no order (NaN). Day 2: weight 0 → sell 50 at 110 × 0.998 = 109.78,
+    # Day 0: no order (NaN). Day 1: weight 0 → sell 50 on day 2 at 110 × 0.998 = 109.78,
     #        commission 5,489 × 0.001 = 5.489, cash 4,984.99 + 5,489 - 5.489 = 10,468.501.
     book = simulate(
         [101.0, 105.0, 111.0],
         [NAN, 0.0, NAN],
         open_price=[100.0, 104.0, 110.0],
         cash=10_000.0,
+        mark=[100.0],
         initial_target=[0.5],
         fill_at=FILL_NEXT_OPEN,
         commission_bps=10.0,
@@ -139,7 +146,13 @@ def test_scaled_buys_round_down_to_the_lot_and_pay_commission() -> None:
     # 1,000 cash, two tickers at 10, targets 0.6 each, 10 bp commission, lot 1:
     # each wants 60 shares; need 2 × 600 × 1.001 = 1,201.2 → k = 1,000 / 1,201.2,
     # 60 k = 49.95 → 49 shares; cash 1,000 - 2 × (490 + 0.49) = 19.02.
-    book = simulate([[10.0, 10.0]], initial_target=[0.6, 0.6], commission_bps=10.0, lot_size=1.0)
+    book = simulate(
+        [[10.0, 10.0]],
+        mark=[10.0, 10.0],
+        initial_target=[0.6, 0.6],
+        commission_bps=10.0,
+        lot_size=1.0,
+    )
     assert book["shares"][0].tolist() == [49.0, 49.0]
     np.testing.assert_allclose(book["cash"][0], 19.02, rtol=1e-12)
 
@@ -179,33 +192,56 @@ def test_cash_never_negative_without_borrowing_on_a_random_book() -> None:
 
 
 @pytest.mark.parametrize(
-    ("fill_at", "shares", "equity"),
+    ("fill_at", "fill_price", "equity"),
     [
-        # Day 1's open 30: 1,200 / 30 = 40 shares, worth 40 × 20 then 40 × 40.
-        (FILL_NEXT_OPEN, 40.0, [1200.0, 800.0, 1600.0]),
-        # Day 1's close 20: 1,200 / 20 = 60 shares, worth 60 × 20 then 60 × 40.
-        (FILL_NEXT_CLOSE, 60.0, [1200.0, 1200.0, 2400.0]),
+        # Day 1's open 30: cash 1,200 - 15 × 30 = 750, worth 750 + 15 × 20, then + 15 × 10.
+        (FILL_NEXT_OPEN, 30.0, [1200.0, 1050.0, 900.0]),
+        # Day 1's close 20: cash 1,200 - 15 × 20 = 900, worth 900 + 15 × 20, then + 15 × 10.
+        (FILL_NEXT_CLOSE, 20.0, [1200.0, 1200.0, 1050.0]),
     ],
 )
-def test_orders_of_day_t_fill_on_day_t_plus_1(
-    fill_at: int, shares: float, equity: list[float]
+def test_orders_of_day_t_are_sized_at_its_close_and_fill_on_day_t_plus_1(
+    fill_at: int, fill_price: float, equity: list[float]
 ) -> None:
+    # Decided at day 0's close of 40: 0.5 × 1,200 / 40 = 15 shares, whichever price fills
+    # them. (Until the books shared one order step the backtest sized at the fill price: 20
+    # shares at the open of 30, 30 at the close of 20.)
     book = simulate(
-        [10.0, 20.0, 40.0],
-        [1.0, NAN, 0.0],  # the last day's 0 would sell everything: it is never executed
-        open_price=[15.0, 30.0, 60.0],
+        [40.0, 20.0, 10.0],
+        [0.5, NAN, 0.0],  # the last day's 0 would sell everything: it is never executed
+        open_price=[45.0, 30.0, 5.0],
         cash=1200.0,
         fill_at=fill_at,
     )
-    assert book["trade_quantity"][:, 0].tolist() == [0.0, shares, 0.0]
-    assert book["shares"][:, 0].tolist() == [0.0, shares, shares]
+    assert book["trade_quantity"][:, 0].tolist() == [0.0, 15.0, 0.0]
+    assert book["shares"][:, 0].tolist() == [0.0, 15.0, 15.0]
+    assert book["fill_price"][1, 0] == fill_price
     assert book["equity"].tolist() == equity
     assert book["trades"]["date_index"].tolist() == [1]
 
 
+def test_a_gap_at_the_open_does_not_resize_the_order() -> None:
+    # 10,000 cash; weight 0.5 decided at day 0's close of 100 → 50 shares. Day 1 opens at 80
+    # (a sizing at the fill price would buy 62): 50 bought for 4,000, cash 6,000; the close
+    # of 90 marks the book at 6,000 + 50 × 90 = 10,500.
+    book = simulate(
+        [100.0, 90.0],
+        [0.5, NAN],
+        open_price=[NAN, 80.0],
+        cash=10_000.0,
+        fill_at=FILL_NEXT_OPEN,
+        lot_size=1.0,
+    )
+    assert book["trade_quantity"][:, 0].tolist() == [0.0, 50.0]
+    assert book["cash"].tolist() == [10_000.0, 6_000.0]
+    assert book["equity"].tolist() == [10_000.0, 10_500.0]
+
+
 def test_next_open_falls_back_to_the_close_without_an_open() -> None:
-    book = simulate([10.0, 20.0], [1.0, NAN], open_price=[NAN, NAN], fill_at=FILL_NEXT_OPEN)
+    # 0.5 × 1,000 / 10 = 50 shares decided at the close of 10, filled at day 1's close of 20.
+    book = simulate([10.0, 20.0], [0.5, NAN], open_price=[NAN, NAN], fill_at=FILL_NEXT_OPEN)
     assert book["fill_price"][1, 0] == 20.0
+    assert book["trade_quantity"][1, 0] == 50.0
 
 
 def test_impact_grows_with_the_square_root_of_participation() -> None:
@@ -217,6 +253,7 @@ def test_impact_grows_with_the_square_root_of_participation() -> None:
         book = simulate(
             [100.0],
             cash=1e6,
+            mark=[100.0],
             daily_vol=[0.02],
             adv_shares=[10_000.0],
             initial_target=[weight],
@@ -237,6 +274,7 @@ def test_impact_is_zero_without_volatility_or_volume() -> None:
         book = simulate(
             [100.0],
             cash=1e6,
+            mark=[100.0],
             daily_vol=[vol],
             adv_shares=[adv],
             initial_target=[0.5],
@@ -264,14 +302,23 @@ def test_sell_fill_is_lowered_by_slippage_and_impact() -> None:
 
 
 def test_trades_round_toward_zero_to_the_lot() -> None:
-    # Buy: 0.5 × 10,000 / 30 = 166.7 shares → 100. Sell: 250 → 0 is -250 → -200.
-    buy = simulate([30.0], cash=10_000.0, initial_target=[0.5], lot_size=100.0)
+    # Buy: 0.5 × 10,000 / 30 = 166.7 shares → a target of 100.
+    buy = simulate([30.0], cash=10_000.0, mark=[30.0], initial_target=[0.5], lot_size=100.0)
     assert buy["trade_quantity"][0, 0] == 100.0
+    # Target 0 closes the whole position, odd lot included: 250 → 0 is -250. (Until the
+    # books shared one order step the backtest rounded the delta: -200, leaving 50.)
     sell = simulate(
         [30.0], cash=0.0, shares=[250.0], mark=[30.0], initial_target=[0.0], lot_size=100.0
     )
-    assert sell["trade_quantity"][0, 0] == -200.0
-    assert sell["shares"][0, 0] == 50.0
+    assert sell["trade_quantity"][0, 0] == -250.0
+    assert sell["shares"][0, 0] == 0.0
+    # A partial sell: equity 2,500 + 250 × 30 = 10,000, target 0.5 → 166.7 → 100 shares;
+    # the order 100 - 250 = -150 rounds toward zero to -100, leaving 150.
+    partial = simulate(
+        [30.0], cash=2_500.0, shares=[250.0], mark=[30.0], initial_target=[0.5], lot_size=100.0
+    )
+    assert partial["trade_quantity"][0, 0] == -100.0
+    assert partial["shares"][0, 0] == 150.0
 
 
 def test_a_nan_target_keeps_the_shares() -> None:
@@ -286,28 +333,56 @@ def test_a_nan_target_keeps_the_shares() -> None:
 def test_a_missing_price_skips_the_trade_and_keeps_the_mark() -> None:
     # Day 0 buys 100 at 10. The sell decided at day 0's close meets no price on day 1:
     # no trade (the order is dropped, not delayed), marked at the last close 10.
-    book = simulate([10.0, NAN, 12.0], [0.0, NAN, NAN], initial_target=[1.0])
+    book = simulate([10.0, NAN, 12.0], [0.0, NAN, NAN], mark=[10.0], initial_target=[1.0])
     assert book["trade_quantity"][:, 0].tolist() == [100.0, 0.0, 0.0]
     assert book["mark_price"][:, 0].tolist() == [10.0, 10.0, 12.0]
     assert book["equity"].tolist() == [1000.0, 1000.0, 1200.0]
 
 
 def test_a_never_priced_flat_ticker_does_not_poison_equity() -> None:
-    book = simulate([[10.0, NAN], [11.0, NAN]], initial_target=[0.5, 0.5])
+    book = simulate([[10.0, NAN], [11.0, NAN]], mark=[10.0, NAN], initial_target=[0.5, 0.5])
     assert book["shares"][0].tolist() == [50.0, 0.0]
     assert book["equity"].tolist() == [1000.0, 1050.0]
     assert math.isnan(book["mark_price"][1, 1])
     assert book["pnl"][:, 1].tolist() == [0.0, 0.0]
 
 
-def test_a_position_opened_before_any_close_is_marked_at_its_open() -> None:
-    # Bought at day 0's open of 10 (0.5 × 1,000 / 10 = 50 shares); day 0 has no close, so the
-    # open is the only price known: equity 1,000, not NaN. Day 1 closes at 12.
+def test_a_ticker_is_ordered_only_once_it_has_a_close_to_size_at() -> None:
+    # Day 0 has an open but no close: nothing to size the targets before day 0 and at day
+    # 0's close at. Day 1 closes at 12: 0.5 × 1,000 / 12 = 41.7 → 41 shares, bought at day
+    # 2's open of 12.5: cash 487.5, worth 487.5 + 41 × 13 = 1,020.5.
     book = simulate(
-        [NAN, 12.0], open_price=[10.0, 11.0], initial_target=[0.5], fill_at=FILL_NEXT_OPEN
+        [NAN, 12.0, 13.0],
+        [0.5, 0.5, NAN],
+        open_price=[10.0, 11.0, 12.5],
+        initial_target=[0.5],
+        fill_at=FILL_NEXT_OPEN,
+        lot_size=1.0,
     )
-    assert book["mark_price"][:, 0].tolist() == [10.0, 12.0]
-    assert book["equity"].tolist() == [1000.0, 1100.0]
+    assert book["trade_quantity"][:, 0].tolist() == [0.0, 0.0, 41.0]
+    np.testing.assert_array_equal(book["mark_price"][:, 0], [NAN, 12.0, 13.0])
+    assert book["equity"].tolist() == [1000.0, 1000.0, 1020.5]
+
+
+def test_a_position_never_closed_is_marked_at_its_fill_reference() -> None:
+    # 50 shares bought at the open of 10 before any close (as a state can hold): the open is
+    # the only price known, so equity is 500 + 50 × 10 = 1,000, not NaN.
+    mark, pnl = np.array([NAN]), np.empty(1)
+    equity = mark_to_close_nb(
+        np.array([NAN]),  # close
+        np.array([10.0]),  # reference price of the fill
+        np.array([0.0]),  # shares before
+        np.array([50.0]),  # shares after
+        np.array([50.0]),  # trade quantity
+        np.array([10.0]),  # fill price
+        np.array([0.0]),  # commission
+        mark,
+        500.0,
+        pnl,
+    )
+    assert equity == 1000.0
+    assert mark.tolist() == [10.0]
+    assert pnl.tolist() == [0.0]
 
 
 def _valid_arguments() -> dict[str, Any]:
@@ -477,3 +552,110 @@ def test_the_records_only_entry_point_returns_the_same_book_and_trades() -> None
     np.testing.assert_array_equal(trades, dense["trades"])
     traded = dense["trade_quantity"][trades["date_index"], trades["ticker_index"]]
     np.testing.assert_array_equal(trades["quantity"], traded)
+
+
+# --- the order step and the decision on their own (what the paper book calls) ---
+
+
+def _execute(
+    order: list[float],
+    reference: list[float],
+    shares: np.ndarray,
+    cash: float,
+    *,
+    daily_vol: list[float] | None = None,
+    adv_shares: list[float] | None = None,
+    commission_bps: float = 0.0,
+    slippage_bps: float = 0.0,
+    impact_coefficient: float = 0.0,
+    lot_size: float = 1.0,
+    allow_borrowing: bool = False,
+) -> tuple[float, dict[str, np.ndarray]]:
+    n = len(order)
+    rows = {name: np.empty(n) for name in OUTPUTS[1:6]}
+    trades = np.empty(n + 2, dtype=TRADE_DTYPE)
+    cash, n_trades = execute_orders_nb(
+        np.array(order),
+        np.array(reference),
+        np.array(daily_vol if daily_vol is not None else [NAN] * n),
+        np.array(adv_shares if adv_shares is not None else [NAN] * n),
+        shares,
+        cash,
+        commission_bps,
+        slippage_bps,
+        impact_coefficient,
+        lot_size,
+        allow_borrowing,
+        *rows.values(),
+        trades,
+        2,  # two records already written: the step appends after them
+        7,
+    )
+    rows["trades"] = trades[2:n_trades]
+    return cash, rows
+
+
+def test_the_order_step_sells_first_updates_shares_and_lets_an_unpriced_order_expire() -> None:
+    # 200 cash; sell 100 at 10 (+1,000), then buy 60 at 20 (-1,200): exactly 0 left. The
+    # order for the third ticker meets no price and expires.
+    shares = np.array([100.0, 0.0, 10.0])
+    cash, rows = _execute([-100.0, 60.0, 5.0], [10.0, 20.0, NAN], shares, 200.0)
+    assert cash == 0.0
+    assert shares.tolist() == [0.0, 60.0, 10.0]
+    assert rows["trade_quantity"].tolist() == [-100.0, 60.0, 0.0]
+    np.testing.assert_array_equal(rows["fill_price"], [10.0, 20.0, NAN])
+    trades = rows["trades"]
+    assert trades["ticker_index"].tolist() == [0, 1]
+    assert trades["date_index"].tolist() == [7, 7]
+    assert trades["quantity"].tolist() == [-100.0, 60.0]
+
+
+def test_the_order_step_charges_slippage_impact_and_commission_by_hand() -> None:
+    # Sell 1,000 at 100 with s = 10 bp, m = 1 × 0.01 × √(1,000 / 1,000) = 1 %, 5 bp
+    # commission: fill 100 × (1 - 0.001 - 0.01) = 98.9; commission 98,900 × 0.0005 = 49.45;
+    # slippage 1,000 × 100 × 0.001 = 100; impact 1,000 × 100 × 0.01 = 1,000.
+    shares = np.array([1_000.0])
+    cash, rows = _execute(
+        [-1_000.0],
+        [100.0],
+        shares,
+        0.0,
+        daily_vol=[0.01],
+        adv_shares=[1_000.0],
+        commission_bps=5.0,
+        slippage_bps=10.0,
+        impact_coefficient=1.0,
+    )
+    np.testing.assert_allclose(rows["fill_price"], [98.9], rtol=1e-14)
+    np.testing.assert_allclose(rows["commission"], [49.45], rtol=1e-12)
+    np.testing.assert_allclose(rows["slippage_cost"], [100.0], rtol=1e-12)
+    np.testing.assert_allclose(rows["impact_cost"], [1_000.0], rtol=1e-12)
+    np.testing.assert_allclose(cash, 98_900.0 - 49.45, rtol=1e-14)
+    assert shares.tolist() == [0.0]
+
+
+def test_the_decision_sizes_at_the_close_and_the_kill_switch_only_closes() -> None:
+    order = np.empty(3)
+    # Equity 1,000: 0.5 × 1,000 / 30 = 16.7 → 16; a NaN weight keeps the 3 shares; a short
+    # of 0.25 × 1,000 / 10 = 25 shares.
+    decide_orders_nb(
+        np.array([0.5, NAN, -0.25]),
+        np.array([0.0, 3.0, 0.0]),
+        np.array([30.0, 10.0, 10.0]),
+        1_000.0,
+        1.0,
+        False,
+        order,
+    )
+    assert order.tolist() == [16.0, 0.0, -25.0]
+    # Flat only: every held position is closed, whatever its weight, price or the equity.
+    decide_orders_nb(
+        np.array([0.9, NAN, 0.5]),
+        np.array([10.0, -5.0, 0.0]),
+        np.array([NAN, 10.0, 10.0]),
+        NAN,
+        1.0,
+        True,
+        order,
+    )
+    assert order.tolist() == [-10.0, 5.0, 0.0]
