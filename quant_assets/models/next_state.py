@@ -15,8 +15,10 @@ thread count, rows in a fixed order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import lightgbm
 import numpy as np
@@ -396,3 +398,84 @@ def predict_next_state(
             )
         )
     return pl.concat(parts).sort(*_KEYS, "horizon")
+
+
+def model_input_rows(
+    features: pl.DataFrame, signals: pl.DataFrame, regimes: pl.DataFrame, input_columns: list[str]
+) -> pl.DataFrame:
+    """The rows to predict: ``ticker``, ``date`` and ``input_columns``, one per features row.
+
+    ``features`` and ``signals`` are keyed by (ticker, date), ``regimes`` by date; signals
+    and regimes are left-joined (a missing row gives null inputs, which LightGBM routes as
+    missing), signals' ``warmed_up`` is dropped so the features' one is kept. Rows keep the
+    features' order. No features: an empty frame of ``ticker`` (Utf8) and ``date`` only.
+    Raises polars' ColumnNotFoundError for an input column in none of the frames.
+    """
+    if features.is_empty():
+        return pl.DataFrame(schema={"ticker": pl.Utf8, "date": pl.Date})
+    joined = features.join(
+        signals.drop("warmed_up", strict=False), on=["ticker", "date"], how="left"
+    ).join(regimes, on="date", how="left")
+    return joined.select("ticker", "date", *input_columns)
+
+
+def predict_walk_forward(
+    model_rows: pl.DataFrame,
+    rows: pl.DataFrame,
+    end: date,
+    input_columns: list[str],
+    load_boosters: Callable[[Any], dict[int, lightgbm.Booster]],
+    live_cutoff: date | None,
+    live_champion: Callable[[], tuple[Any, date] | None],
+) -> tuple[pl.DataFrame | None, dict[str, str]]:
+    """Out-of-sample predictions of ``rows``, each date by the champion of its cut-off window.
+
+    ``model_rows``: ``next_state_model`` rows (``cutoff``, ``champion_version``,
+    ``champion_cutoff``; one or more per cut-off, the first of each cut-off is used), any
+    order. ``rows``: :func:`model_input_rows` of the run, dated before ``end`` (the run's
+    exclusive end; the newest cut-off's window ends there). Cut-off ``c``'s window is
+    ``[c, next cut-off)`` (:func:`quant_assets.models.cutoffs.cutoff_windows`, not clipped at
+    the start); its rows are predicted by ``champion_version`` with
+    :func:`predict_next_state` on ``load_boosters(version)``. For ``live_cutoff`` (the newest
+    cut-off partition: the daily update) ``live_champion()`` — the registry's ``@champion``
+    ``(version, cut-off)`` — is asked once and replaces the stored champion when not None.
+    A window with no champion or no rows is skipped (``load_boosters`` is not called).
+
+    Returns (the predictions of every window concatenated, with ``model_version`` and
+    ``model_cutoff`` added; not conformed — None when no window was predicted) and the models
+    used: ``{cut-off ISO date: "v<version> (cut-off <champion cut-off>)"}`` in window order.
+    Raises ValueError for a booster trained on other input columns (:func:`predict_next_state`).
+    """
+    from quant_assets.models.cutoffs import cutoff_windows
+
+    by_cutoff = (
+        model_rows.group_by("cutoff", maintain_order=True)
+        .agg(pl.col("champion_version").first(), pl.col("champion_cutoff").first())
+        .sort("cutoff")
+    )
+    champions = {
+        row["cutoff"]: (row["champion_version"], row["champion_cutoff"])
+        for row in by_cutoff.iter_rows(named=True)
+    }
+    cutoffs = by_cutoff["cutoff"].to_list()
+    parts, used = [], {}
+    # Not clipped at the start: a window's rows are those dated in [cut-off, window end).
+    start = cutoffs[0] if cutoffs else end
+    for window in cutoff_windows(cutoffs, start, end):
+        version, model_cutoff = champions[window.cutoff]
+        if live_cutoff is not None and window.cutoff == live_cutoff:
+            live = live_champion()
+            if live is not None:
+                version, model_cutoff = live
+        window_rows = rows.filter((pl.col("date") >= window.start) & (pl.col("date") < window.end))
+        if version is None or window_rows.is_empty():
+            continue
+        predicted_rows = predict_next_state(load_boosters(version), window_rows, input_columns)
+        parts.append(
+            predicted_rows.with_columns(
+                pl.lit(version).alias("model_version"),
+                pl.lit(model_cutoff).alias("model_cutoff"),
+            )
+        )
+        used[window.cutoff.isoformat()] = f"v{version} (cut-off {model_cutoff})"
+    return (pl.concat(parts) if parts else None), used

@@ -1,17 +1,19 @@
 """One walk-forward step per cut-off, with MLflow: train, log, register, gate.
 
 Used by the ``regime_model`` and ``next_state_model`` assets; knows nothing of Dagster (the
-asset passes a ``log`` function and stores the rows returned here).
+asset passes a ``log`` function and stores the rows returned here). :func:`fit_regime_cutoffs`
+and :func:`train_cutoffs` run the steps over a run's cut-offs, oldest first.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date
 
 import polars as pl
 
+from quant_assets import schemas
 from quant_assets.models.registry import ModelRecord, ModelRegistry
 from quant_assets.regimes.hmm import RegimeFit
 from quant_assets.settings import Settings
@@ -227,3 +229,82 @@ def train_cutoff(
 
 
 TEST_METRICS = ("log_loss", "accuracy", "balanced_accuracy", "information_coefficient")
+
+
+def fit_regime_cutoffs(
+    registry: ModelRegistry,
+    settings: Settings,
+    inputs: pl.DataFrame,
+    cutoffs: Sequence[date],
+    config_hash: str,
+) -> pl.DataFrame:
+    """Fit, log and (when fitted) register the regime HMM at each of ``cutoffs``, in the order
+    given; one row per cut-off.
+
+    ``inputs``: :func:`quant_assets.regimes.regime_inputs` of the benchmark closes before the
+    last cut-off (each fit uses the rows strictly before its own cut-off). ``config_hash`` is
+    logged with every run. Returns the :data:`quant_assets.schemas.REGIME_MODEL` columns (with
+    their dtypes) plus ``_url`` (Utf8: the registered version's MLflow page, null for a
+    fallback) — not conformed, so the caller can show ``_url`` before dropping it. A fit that
+    falls back is a row with its ``reason``, not an error; MLflow errors propagate.
+    """
+    from quant_assets.regimes.hmm import fit_regime_model
+
+    rows = []
+    for cutoff in cutoffs:
+        fit = fit_regime_model(inputs, cutoff, settings.regimes)
+        record = log_regime_fit(registry, settings, fit, config_hash)
+        rows.append(
+            {
+                "cutoff": cutoff,
+                "status": fit.status,
+                "reason": fit.reason,
+                "n_obs": fit.n_obs,
+                "train_start": fit.train_start,
+                "train_end": fit.train_end,
+                "log_likelihood": fit.log_likelihood,
+                "fit_json": fit.to_json(),
+                "mlflow_version": record.version if record else None,
+                "mlflow_run_id": record.run_id if record else None,
+                "_url": record.version_url if record else None,
+            }
+        )
+    return pl.from_dicts(
+        rows, schema={**{c.name: c.dtype for c in schemas.REGIME_MODEL}, "_url": pl.Utf8}
+    )
+
+
+def train_cutoffs(
+    log: Callable[[str], None],
+    registry: ModelRegistry,
+    settings: Settings,
+    frame: pl.DataFrame,
+    cutoffs: Sequence[date],
+    input_columns: list[str],
+    champion: tuple | None,
+    config_hash: str,
+) -> pl.DataFrame:
+    """:func:`train_cutoff` at each of ``cutoffs`` in the order given, the champion after one
+    cut-off's gate entering the next.
+
+    ``frame``: a :func:`quant_assets.models.next_state.training_frame` holding every row
+    before the last cut-off; ``champion``: ``(version, cut-off)`` after the gate of the cut-off
+    before the first one (None: no champion yet). Returns the
+    :data:`quant_assets.schemas.NEXT_STATE_MODEL` rows with their dtypes: one per (cut-off,
+    horizon), a skipped cut-off (too little data) included with its reason. MLflow and
+    LightGBM errors propagate.
+    """
+    rows: list[dict] = []
+    for cutoff in cutoffs:
+        trained, champion = train_cutoff(
+            log,
+            registry,
+            settings,
+            frame,
+            cutoff,
+            input_columns,
+            champion,
+            config_hash,
+        )
+        rows.extend(trained)
+    return pl.from_dicts(rows, schema={c.name: c.dtype for c in schemas.NEXT_STATE_MODEL})
