@@ -2,9 +2,14 @@
 and one row per trade out, around :func:`quant_assets.backtest.kernel.simulate_book`.
 
 Timing (see the kernel for the full semantics): a target decided at the close of session ``d``
-trades on the next session, at its open (``fill: next_open``, the close when it has no open)
-or its close (``next_close``), and the book is marked at every close. Impact uses the daily
-volatility and the average daily volume known at the close BEFORE the trading session.
+is sized there — target weight × the book's equity at that close / that close, rounded to the
+lot (``share_step(lot_size)``: 1e-4 shares for lot 0), minus the shares held — and that
+quantity trades on the next session, at its open (``fill: next_open``, the close when it has
+no open) or its close (``next_close``); the book is marked at every close. Impact uses the
+daily volatility and the average daily volume known at the decision (the close BEFORE the
+trading session). The order step is the kernel's :func:`~quant_assets.backtest.kernel.
+execute_orders_nb`, the same one the paper book (:mod:`quant_assets.execution.paper`) fills
+its orders with, so both books agree on every fill, cost and equity given the same inputs.
 
 A run continues exactly from the stored rows of its last date: :meth:`BookState.from_rows` of
 those rows, passed as ``state`` with ``start`` = the next session, gives rows bit-identical to
@@ -22,16 +27,31 @@ from datetime import date
 import numpy as np
 import polars as pl
 
+from quant_assets.backtest.frames import (
+    TRADE_COLUMNS,
+    check_state,
+    check_tickers,
+    clean_bars,
+    clean_targets,
+    grid,
+    market_grids,
+    present,
+    require_columns,
+    row_index,
+    sessions_from,
+    trades_frame,
+)
 from quant_assets.backtest.kernel import (
     FILL_NEXT_CLOSE,
     FILL_NEXT_OPEN,
     SIMULATE_BOOK_OUTPUTS,
     portfolio_value,
+    share_step,
     simulate_book,
-    trailing_mean,
-    trailing_volatility,
 )
 from quant_assets.settings import BacktestSettings
+
+__all__ = ["BOOK_COLUMNS", "TRADE_COLUMNS", "BookResult", "BookState", "run_book"]
 
 BOOK_COLUMNS: dict[str, str] = {
     "date": "trading session",
@@ -55,19 +75,6 @@ BOOK_COLUMNS: dict[str, str] = {
     "portfolio_return": "equity / previous equity - 1",
     "turnover": "Σ |trade_quantity × fill_price| / previous equity",
 }
-TRADE_COLUMNS: dict[str, str] = {
-    "date": "session the trade executed on",
-    "ticker": "instrument symbol",
-    "quantity": "shares, + bought, - sold",
-    "side": "buy | sell",
-    "reference_price": "the open or close before costs, per share",
-    "fill_price": "price per share after slippage and impact",
-    "commission": "currency",
-    "slippage_cost": "currency",
-    "impact_cost": "currency",
-}
-_BARS_REQUIRED = ("date", "ticker", "open", "close", "volume")
-_TARGETS_REQUIRED = ("date", "ticker", "target_weight")
 _STATE_REQUIRED = ("date", "ticker", "cash", "shares", "mark_price", "target_weight")
 
 
@@ -97,7 +104,7 @@ class BookState:
     def from_rows(cls, rows: pl.DataFrame) -> BookState:
         """The state stored in the book rows of ONE date (the ``book`` frame of
         :func:`run_book`, filtered to that date)."""
-        _require(rows, "book rows", _STATE_REQUIRED)
+        require_columns(rows, "book rows", _STATE_REQUIRED)
         if rows.is_empty():
             raise ValueError("book rows are empty: BookState.from_rows needs one date's rows")
         dates = rows["date"].unique()
@@ -119,8 +126,8 @@ class BookState:
             as_of=as_of,
             cash=float(cash[0]),
             shares=dict(zip(tickers, rows["shares"].to_list(), strict=True)),
-            mark_price=_present(tickers, rows["mark_price"]),
-            target_weight=_present(tickers, rows["target_weight"]),
+            mark_price=present(tickers, rows["mark_price"].to_list()),
+            target_weight=present(tickers, rows["target_weight"].to_list()),
         )
 
 
@@ -146,44 +153,40 @@ def run_book(
 ) -> BookResult:
     """Simulate the book on every session of ``bars`` from ``start``, continuing ``state``.
 
-    ``bars``: date, ticker, open, close, volume (open and volume may be null), including
-    look-back rows before ``start``: they only feed the daily volatility (sample std of daily
-    log returns over ``settings.vol_window`` sessions) and the ADV (mean volume over
+    ``bars``: date, ticker, open, close, volume (open, close and volume may be null),
+    including look-back rows before ``start``: they only feed the daily volatility (sample std
+    of daily log returns over ``settings.vol_window`` sessions) and the ADV (mean volume over
     ``settings.adv_window`` sessions), both ending the session before the trading session.
     The sessions are the distinct dates of ``bars`` on or after ``start``.
 
-    ``targets``: date, ticker, target_weight decided at that session's close (rows before
-    ``start`` are ignored; a missing row or a null weight is no order). ``state.target_weight``
-    trades on the first session. ``tickers`` fixes the order of the kernel's columns (and
-    so of its sums): keep it the same across continued runs.
+    ``targets``: date, ticker, target_weight decided at that session's close (rows outside
+    the sessions' span are ignored; a missing row or a null weight is no order).
+    ``state.target_weight`` was decided at the close before ``start`` and is sized against
+    the state's equity and marks; it trades on the first session. ``tickers`` fixes the order
+    of the kernel's columns (and so of its sums): keep it the same across continued runs.
+
+    Raises ``ValueError`` naming the column, ticker and date of bad input.
     """
-    tickers = list(tickers)
-    if not tickers:
-        raise ValueError("tickers must not be empty")
-    if len(set(tickers)) != len(tickers):
-        raise ValueError("tickers must be distinct")
-    _require(bars, "bars", _BARS_REQUIRED)
-    _require(targets, "targets", _TARGETS_REQUIRED)
-    bars = _clean_bars(bars, tickers)
-    targets = _clean_targets(targets, tickers, start)
-
-    all_dates = bars["date"].unique().sort()
-    sessions = all_dates.filter(all_dates >= start)
-    if sessions.is_empty():
-        raise ValueError(f"bars have no session on or after start {start}")
+    tickers = check_tickers(tickers)
+    bars = clean_bars(bars, tickers, require_close=False)
+    all_dates, sessions = sessions_from(bars, start)
+    targets = clean_targets(targets, tickers, sessions)
     first = all_dates.len() - sessions.len()  # look-back dates before the first session
-    _check_state(state, tickers, start, all_dates)
-    stray = targets.filter(~pl.col("date").is_in(sessions.implode()))
-    if not stray.is_empty():
-        row = stray.sort("date", "ticker").row(0, named=True)
-        raise ValueError(
-            f"targets have a row for ticker {row['ticker']} on {row['date']}, "
-            "which is not a session of bars"
-        )
+    check_state(
+        as_of=state.as_of,
+        cash=state.cash,
+        per_ticker={"shares": state.shares, "target_weight": state.target_weight},
+        tickers=tickers,
+        start=start,
+        all_dates=all_dates,
+        book="book",
+        may_be_nan=("target_weight",),
+    )
 
-    market = _market_grids(bars, tickers, all_dates, settings)
-    row_of = pl.DataFrame({"date": sessions, "_row": np.arange(sessions.len())})
-    target_weight = _grid(targets, "target_weight", row_of, tickers)
+    market = market_grids(
+        bars, tickers, all_dates, vol_window=settings.vol_window, adv_window=settings.adv_window
+    )
+    target_weight = grid(targets, "target_weight", row_index(sessions), tickers)
     initial_shares = np.array([float(state.shares.get(t, 0.0)) for t in tickers])
     initial_mark = np.array([float(state.mark_price.get(t, np.nan)) for t in tickers])
     initial_target = np.array([float(state.target_weight.get(t, np.nan)) for t in tickers])
@@ -206,7 +209,7 @@ def run_book(
                 float(settings.commission_bps),
                 float(settings.slippage_bps),
                 float(settings.impact_coefficient),
-                float(settings.lot_size),
+                share_step(settings.lot_size),
                 bool(settings.allow_borrowing),
             ),
             strict=True,
@@ -225,47 +228,14 @@ def run_book(
         as_of=sessions[-1],
         cash=float(outputs["cash"][-1]),
         shares={t: float(shares[-1, i]) for i, t in enumerate(tickers)},
-        mark_price={
-            t: float(mark_price[-1, i])
-            for i, t in enumerate(tickers)
-            if not math.isnan(mark_price[-1, i])
-        },
-        target_weight={
-            t: float(target_weight[-1, i])
-            for i, t in enumerate(tickers)
-            if not math.isnan(target_weight[-1, i])
-        },
+        mark_price=present(tickers, mark_price[-1].tolist()),
+        target_weight=present(tickers, target_weight[-1].tolist()),
     )
     return BookResult(
         book=_book_frame(outputs, sessions, tickers, target_weight, reference_price, start_equity),
-        trades=_trades_frame(outputs["trades"], sessions, tickers),
+        trades=trades_frame(outputs["trades"], sessions, tickers),
         final_state=final_state,
     )
-
-
-def _grid(frame: pl.DataFrame, column: str, row_of: pl.DataFrame, tickers: list[str]) -> np.ndarray:
-    """``frame[column]`` as a C-contiguous float64 (dates × tickers) grid: rows by
-    ``row_of`` (date → _row), columns in ``tickers`` order, NaN where there is no value."""
-    column_of = pl.DataFrame({"ticker": tickers, "_column": np.arange(len(tickers))})
-    located = frame.join(row_of, on="date").join(column_of, on="ticker")
-    grid = np.full((row_of.height, len(tickers)), np.nan)
-    grid[located["_row"].to_numpy(), located["_column"].to_numpy()] = located[column].to_numpy()
-    return grid
-
-
-def _market_grids(
-    bars: pl.DataFrame, tickers: list[str], all_dates: pl.Series, settings: BacktestSettings
-) -> dict[str, np.ndarray]:
-    """Open, close, and the daily volatility and ADV known the session before, as grids over
-    every date of ``bars`` (look-back included)."""
-    row_of = pl.DataFrame({"date": all_dates, "_row": np.arange(all_dates.len())})
-    close = _grid(bars, "close", row_of, tickers)
-    return {
-        "open": _grid(bars, "open", row_of, tickers),
-        "close": close,
-        "daily_vol": trailing_volatility(close, settings.vol_window),
-        "adv_shares": trailing_mean(_grid(bars, "volume", row_of, tickers), settings.adv_window),
-    }
 
 
 def _book_frame(
@@ -317,118 +287,3 @@ def _book_frame(
             per_date("turnover", traded_value.sum(axis=1) / previous_equity),
         ]
     ).sort("date", "ticker", maintain_order=True)
-
-
-def _trades_frame(records: np.ndarray, sessions: pl.Series, tickers: list[str]) -> pl.DataFrame:
-    """The kernel's trade records with dates and tickers, in execution order."""
-    quantity = records["quantity"]
-    return pl.DataFrame(
-        [
-            sessions.gather(records["date_index"]).alias("date"),
-            pl.Series("ticker", tickers, dtype=pl.Utf8).gather(records["ticker_index"]),
-            pl.Series("quantity", quantity),
-            pl.Series("side", np.where(quantity > 0, "buy", "sell"), dtype=pl.Utf8),
-            *(
-                pl.Series(name, records[name])
-                for name in (
-                    "reference_price",
-                    "fill_price",
-                    "commission",
-                    "slippage_cost",
-                    "impact_cost",
-                )
-            ),
-        ]
-    )
-
-
-def _require(frame: pl.DataFrame, name: str, columns: Sequence[str]) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{name} lacks column(s) {', '.join(missing)}")
-
-
-def _present(tickers: list[str], values: pl.Series) -> dict[str, float]:
-    """Ticker → value for the non-null (and non-NaN) values."""
-    return {
-        t: float(v)
-        for t, v in zip(tickers, values.to_list(), strict=True)
-        if v is not None and not math.isnan(v)
-    }
-
-
-def _reject_duplicates(frame: pl.DataFrame, name: str) -> None:
-    duplicated = frame.filter(pl.struct("date", "ticker").is_duplicated())
-    if not duplicated.is_empty():
-        row = duplicated.sort("date", "ticker").row(0, named=True)
-        raise ValueError(
-            f"{name} have more than one row for ticker {row['ticker']} on {row['date']}"
-        )
-
-
-def _clean_bars(bars: pl.DataFrame, tickers: list[str]) -> pl.DataFrame:
-    """The bars of ``tickers``, prices and volume as Float64 with NaN read as missing,
-    checked for duplicates and non-positive prices."""
-    if bars.schema["date"] != pl.Date:
-        raise ValueError(f"bars column date must be of type Date, got {bars.schema['date']}")
-    bars = bars.select(
-        "date",
-        pl.col("ticker").cast(pl.Utf8),
-        *(pl.col(c).cast(pl.Float64).fill_nan(None) for c in ("open", "close", "volume")),
-    ).filter(pl.col("ticker").is_in(tickers))
-    _reject_duplicates(bars, "bars")
-    bad = bars.filter((pl.col("open") <= 0) | (pl.col("close") <= 0))
-    if not bad.is_empty():
-        row = bad.sort("date", "ticker").row(0, named=True)
-        raise ValueError(
-            f"bars have a non-positive price for ticker {row['ticker']} on {row['date']} "
-            f"(open {row['open']}, close {row['close']})"
-        )
-    return bars
-
-
-def _clean_targets(targets: pl.DataFrame, tickers: list[str], start: date) -> pl.DataFrame:
-    """The targets from ``start``, weights as Float64 (null = no order), checked for unknown
-    tickers, duplicates and infinite weights."""
-    if targets.schema["date"] != pl.Date:
-        raise ValueError(f"targets column date must be of type Date, got {targets.schema['date']}")
-    targets = targets.select(
-        "date",
-        pl.col("ticker").cast(pl.Utf8),
-        pl.col("target_weight").cast(pl.Float64).fill_nan(None),
-    ).filter(pl.col("date") >= start)
-    unknown = targets.filter(~pl.col("ticker").is_in(tickers))
-    if not unknown.is_empty():
-        row = unknown.sort("date", "ticker").row(0, named=True)
-        raise ValueError(
-            f"targets name ticker {row['ticker']} (on {row['date']}), which is not in tickers"
-        )
-    _reject_duplicates(targets, "targets")
-    infinite = targets.filter(pl.col("target_weight").is_infinite())
-    if not infinite.is_empty():
-        row = infinite.sort("date", "ticker").row(0, named=True)
-        raise ValueError(
-            f"targets have an infinite weight for ticker {row['ticker']} on {row['date']}"
-        )
-    return targets
-
-
-def _check_state(state: BookState, tickers: list[str], start: date, all_dates: pl.Series) -> None:
-    """The state must come before ``start`` with no session skipped in between, and hold or
-    target only tickers the run trades."""
-    if state.as_of is not None:
-        if state.as_of >= start:
-            raise ValueError(f"state is as of {state.as_of}, not before start {start}")
-        skipped = all_dates.filter((all_dates > state.as_of) & (all_dates < start))
-        if not skipped.is_empty():
-            raise ValueError(
-                f"bars have session {skipped[0]} between the state's date {state.as_of} and "
-                f"start {start}: the book would skip it"
-            )
-    if not math.isfinite(state.cash):
-        raise ValueError(f"state cash must be finite, got {state.cash}")
-    known = set(tickers)
-    for name, values in (("shares", state.shares), ("target_weight", state.target_weight)):
-        for ticker, value in values.items():
-            if ticker not in known and value != 0 and not math.isnan(value):
-                raise ValueError(f"state {name} has ticker {ticker}, which is not in tickers")
