@@ -6,6 +6,10 @@ close, in shares at the close, rounded toward zero to the lot; the order is the 
 to the shares held. With the kill switch on the target of every name is zero, so every
 order moves a position toward zero (it closes it) and none opens or adds exposure.
 
+The rule itself is the kernel's :func:`quant_assets.backtest.kernel.decide_orders_nb`, which
+the backtest sizes its orders with too: this module adds what an order desk reports on top
+(target shares and weights, sides, reason codes).
+
 Order-level reason codes (appended to the position's own codes): ``OPEN`` (from flat),
 ``INCREASE`` (same side, larger), ``REDUCE`` (same side, smaller), ``CLOSE`` (to flat),
 ``REVERSE`` (through zero to the other side) and ``KILL_SWITCH``.
@@ -13,41 +17,37 @@ Order-level reason codes (appended to the position's own codes): ``OPEN`` (from 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+
+from quant_assets.backtest.kernel import FRACTIONAL_STEP, decide_orders_nb, share_step
+
+__all__ = [
+    "BUY",
+    "CLOSE",
+    "FRACTIONAL_STEP",
+    "INCREASE",
+    "KILL_SWITCH",
+    "OPEN",
+    "ORDER_CODES",
+    "REDUCE",
+    "REVERSE",
+    "SELL",
+    "SIDES",
+    "SessionOrders",
+    "decide_orders",
+    "order_code",
+    "share_step",
+    "with_order_codes",
+]
 
 BUY, SELL = "BUY", "SELL"
 SIDES = (BUY, SELL)
 OPEN, INCREASE, REDUCE, CLOSE, REVERSE = "OPEN", "INCREASE", "REDUCE", "CLOSE", "REVERSE"
 KILL_SWITCH = "KILL_SWITCH"
 ORDER_CODES = (OPEN, INCREASE, REDUCE, CLOSE, REVERSE, KILL_SWITCH)
-# Lot 0 means fractional shares; they still trade in steps (a broker's 4 decimals, seed 003
-# §9.1), so a weight that has not moved yields no dust order from floating-point noise.
-FRACTIONAL_STEP = 1e-4
-
-
-def share_step(lot_size: float) -> float:
-    """The quantum quantities are rounded to: the lot, or :data:`FRACTIONAL_STEP` for lot 0."""
-    if not math.isfinite(lot_size) or lot_size < 0:
-        raise ValueError(f"lot_size must be finite and >= 0, got {lot_size}")
-    return lot_size if lot_size > 0 else FRACTIONAL_STEP
-
-
-def round_toward_zero(shares: np.ndarray, step: float) -> np.ndarray:
-    """``shares`` rounded toward zero to a multiple of ``step`` (> 0), so |result| <= |shares|.
-
-    A tiny relative tolerance keeps 2.9999999999 lots (a product that should be 3) at 3.
-    """
-    lots = shares / step
-    return np.trunc(lots + np.sign(lots) * 1e-9) * step
-
-
-def round_down(shares: np.ndarray, step: float) -> np.ndarray:
-    """``shares`` (>= 0) rounded down to a multiple of ``step``: for buys scaled to the cash."""
-    return np.floor(shares / step) * step
 
 
 @dataclass(frozen=True)
@@ -92,21 +92,23 @@ def decide_orders(
     if np.isinf(target_weight).any():
         raise ValueError("target_weight must be finite or NaN")
     step = share_step(lot_size)
+    shares = np.asarray(shares, dtype=np.float64)
+    quantity = np.empty(n)
+    decide_orders_nb(
+        np.asarray(target_weight, dtype=np.float64),
+        shares,
+        np.asarray(reference_price, dtype=np.float64),
+        float(equity),
+        step,
+        bool(kill_switch),
+        quantity,
+    )
     if kill_switch:
         weight = np.zeros(n)
-        target = np.zeros(n)
-        quantity = np.where(shares != 0.0, -shares, 0.0)
     else:
         sizable = np.isfinite(target_weight) & np.isfinite(reference_price) & (equity > 0)
         weight = np.where(sizable, target_weight, np.nan)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            desired = np.where(sizable, target_weight * equity / reference_price, 0.0)
-        target = np.where(sizable, round_toward_zero(desired, step), shares)
-        quantity = np.where(
-            sizable & (target == 0.0), -shares, round_toward_zero(target - shares, step)
-        )
-        quantity = np.where(sizable, quantity, 0.0)
-        target = shares + quantity
+    target = shares + quantity
     return SessionOrders(
         quantity=quantity + 0.0,  # no negative zeros
         target_shares=target + 0.0,

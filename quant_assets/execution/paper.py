@@ -3,27 +3,39 @@
 Seed 003 §9.2's mock broker for the strategies' target weights. One session ``D``:
 
 1. **Fill** the orders decided at the previous session's close (``state.pending`` for the
-   first session) at ``D``'s price: the open (``fill: next_open``; the close when there is no
-   open) or the close (``next_close``). The quantity was fixed when the order was decided.
-   Fill price = reference × (1 ± slippage) against the trader; commission on the traded value
-   at the fill price; sells first (in ticker order), then buys, scaled down together (to whole
-   lots) when their cash need exceeds the cash after the sells, unless borrowing is allowed.
-   An order whose ticker has no price on ``D`` expires unfilled (a day order). The square-root
-   impact of the backtest is not charged: the paper book prices what a broker would report.
-2. **Mark** at ``D``'s close (the last close when ``D`` has none): cash, shares, equity =
-   cash + Σ shares × mark, exposures.
+   first session) with the backtest's order step,
+   :func:`quant_assets.backtest.kernel.execute_orders_nb`, at ``D``'s reference price: the
+   open (``fill: next_open``; the close when there is no open) or the close (``next_close``).
+   The quantity was fixed when the order was decided. Fill price = reference × (1 ±
+   (slippage + impact)) against the trader, the square-root impact k × σ × √(|q| / ADV)
+   priced from the daily volatility and average daily volume known at the decision;
+   commission on the traded value at the fill price; sells first (in ticker order), then
+   buys, scaled down together (to whole lots) when their cash need exceeds the cash after
+   the sells, unless borrowing is allowed. An order whose ticker has no price on ``D``
+   expires unfilled (a day order).
+2. **Mark** at ``D``'s close (the last close when ``D`` has none) with the kernel's
+   :func:`~quant_assets.backtest.kernel.mark_to_close_nb`: cash, shares, equity = cash +
+   Σ shares × mark, exposures.
 3. **Decide** the orders for the next session (:func:`quant_assets.execution.orders.
-   decide_orders`) from the target weights of ``D`` and the equity at ``D``'s close; with the
-   kill switch on for ``D`` every order closes a position.
+   decide_orders`, the kernel's decision rule) from the target weights of ``D`` and the
+   equity at ``D``'s close; with the kill switch on for ``D`` every order closes a position.
+
+The backtest (:func:`quant_assets.backtest.book.run_book`) runs these same three steps, so
+given the same bars, targets and capital the two books fill the same quantities at the same
+prices and costs and report the same equity; what the paper book adds is the order desk: the
+orders table (sides, quantities, reference prices, reason codes, client order ids), the kill
+switch, and a state that carries the pending orders rather than the target weights.
+
+In the stored book rows ``slippage_cost`` is the whole price concession of a fill against its
+reference (slippage and impact: |q| × reference × (s + m)), so ``cash_flow`` = −(fill_notional
++ commission + slippage_cost) is exactly the cash the fill moved; :attr:`PaperResult.trades`
+has the two apart, in the backtest's trade columns.
 
 As of: an order row dated ``D`` uses bars up to ``D`` only; its fill is a book row dated at the
 next session. The book rows carry the whole state (cash, shares, marks) unrounded and the
 order rows the pending quantities, so :meth:`PaperBookState.from_rows` of one date's rows
-continues a run exactly where it stopped.
-
-Accounting is exact by construction: cash changes only by ``cash_flow`` = −(fill_notional +
-commission + slippage_cost) per fill, summed with :func:`math.fsum` (correctly rounded), and
-equity = cash + fsum(position values).
+continues a run exactly where it stopped (given the same look-back bars before the start,
+which the volatility and ADV of the impact are computed from).
 """
 
 from __future__ import annotations
@@ -37,25 +49,34 @@ import numpy as np
 import polars as pl
 
 from quant_assets import schemas
-from quant_assets.execution.orders import (
-    BUY,
-    SELL,
-    decide_orders,
-    round_down,
-    share_step,
-    with_order_codes,
+from quant_assets.backtest.frames import (
+    check_state,
+    check_tickers,
+    clean_bars,
+    clean_targets,
+    grid,
+    market_grids,
+    require_columns,
+    row_index,
+    sessions_from,
+    trades_frame,
 )
+from quant_assets.backtest.kernel import (
+    FILL_NEXT_CLOSE,
+    FILL_NEXT_OPEN,
+    TRADE_DTYPE,
+    execute_orders_nb,
+    fill_reference_nb,
+    mark_to_close_nb,
+    share_step,
+)
+from quant_assets.execution.orders import BUY, SELL, decide_orders, with_order_codes
 from quant_assets.settings import BacktestSettings
 
-BPS = 1e-4
-# Each retry shaves the buy scale by a growing margin when a rounding ulp still overshoots the
-# cash; the last one buys nothing (as the backtest kernel does).
-_MAX_SCALE_ATTEMPTS = 8
-_SCALE_SHAVE = 1e-12
-_BARS_REQUIRED = ("date", "ticker", "open", "close")
-_TARGETS_REQUIRED = ("date", "ticker", "target_weight")
 _BOOK_STATE_REQUIRED = ("date", "ticker", "cash", "shares", "mark_price")
 _ORDER_STATE_REQUIRED = ("date", "ticker", "side", "quantity")
+# The order step's per-ticker outputs, in its argument order.
+_FILL_OUTPUTS = ("filled_quantity", "fill_price", "commission", "slippage_cost", "impact_cost")
 
 
 @dataclass(frozen=True)
@@ -85,7 +106,7 @@ class PaperBookState:
         """The state stored in the paper book rows of ONE date and that date's order rows
         (possibly none: no pending order). Refuses rows of several dates, disagreeing cash,
         or orders of another date."""
-        _require(book_rows, "paper book rows", _BOOK_STATE_REQUIRED)
+        require_columns(book_rows, "paper book rows", _BOOK_STATE_REQUIRED)
         if book_rows.is_empty():
             raise ValueError("paper book rows are empty: from_rows needs one date's rows")
         dates = book_rows["date"].unique()
@@ -99,7 +120,7 @@ class PaperBookState:
             raise ValueError(f"paper book rows of {as_of} disagree on cash (or it is null)")
         pending: dict[str, float] = {}
         if not order_rows.is_empty():
-            _require(order_rows, "order rows", _ORDER_STATE_REQUIRED)
+            require_columns(order_rows, "order rows", _ORDER_STATE_REQUIRED)
             stray = order_rows.filter(pl.col("date") != as_of)
             if not stray.is_empty():
                 raise ValueError(
@@ -130,23 +151,14 @@ class PaperBookState:
 class PaperResult:
     """``orders``: one row per order (schema :data:`quant_assets.schemas.ORDERS`), by date
     then ticker; ``book``: one row per (session, ticker) (:data:`schemas.PAPER_BOOK`);
-    ``final_state``: the book and pending orders after the last session."""
+    ``final_state``: the book and pending orders after the last session; ``trades``: one row
+    per fill in execution order, slippage and impact apart (the backtest's
+    :data:`quant_assets.backtest.book.TRADE_COLUMNS`; not stored)."""
 
     orders: pl.DataFrame
     book: pl.DataFrame
     final_state: PaperBookState
-
-
-@dataclass
-class _Fills:
-    """One session's fills, arrays of shape (n_tickers,); zeros / NaN where nothing filled."""
-
-    quantity: np.ndarray
-    reference_price: np.ndarray
-    fill_price: np.ndarray
-    commission: np.ndarray
-    slippage_cost: np.ndarray
-    cash: float
+    trades: pl.DataFrame
 
 
 def run_paper_book(
@@ -162,73 +174,107 @@ def run_paper_book(
 ) -> PaperResult:
     """Run the paper book on every session of ``bars`` from ``start``, continuing ``state``.
 
-    ``bars``: date, ticker, open, close (open may be null); its distinct dates on or after
-    ``start`` are the sessions (rows before ``start`` only prove no session was skipped since
-    ``state.as_of``). ``targets``: date, ticker, target_weight decided at that close, and
-    optionally ``reason_codes`` (a JSON list, copied onto the orders); a missing row or a null
-    weight is no order; rows outside the sessions' span are ignored.
-    ``kill_switch_sessions``: sessions whose orders are flat-only. ``tickers`` fixes the
-    column order (and so the order of sells and of buys).
+    ``bars``: date, ticker, open, close, volume (open and volume may be null, close may not);
+    its distinct dates on or after ``start`` are the sessions. Rows before ``start`` are the
+    look-back of the impact's daily volatility (``settings.vol_window`` sessions of log
+    returns) and ADV (``settings.adv_window`` sessions of volume), both ending the session
+    before the fill, exactly as :func:`quant_assets.backtest.book.run_book` reads them — pass
+    the same look-back to both books (and to every piece of a split run) — and prove that no
+    session was skipped since ``state.as_of``. ``targets``: date, ticker, target_weight
+    decided at that close, and optionally ``reason_codes`` (a JSON list, copied onto the
+    orders); a missing row or a null weight is no order; rows outside the sessions' span are
+    ignored. ``kill_switch_sessions``: sessions whose orders are flat-only. ``tickers`` fixes
+    the column order (and so the order of sells, of buys and of the sums).
 
-    Uses ``settings.fill``, ``commission_bps``, ``slippage_bps``, ``lot_size`` and
-    ``allow_borrowing``. Raises ``ValueError`` naming the ticker and date of bad input.
+    Uses ``settings.fill``, ``commission_bps``, ``slippage_bps``, ``impact_coefficient``,
+    ``vol_window``, ``adv_window``, ``lot_size`` and ``allow_borrowing``. Raises
+    ``ValueError`` naming the column, ticker and date of bad input.
     """
-    tickers = list(tickers)
-    if not tickers or len(set(tickers)) != len(tickers):
-        raise ValueError("tickers must be non-empty and distinct")
-    _require(bars, "bars", _BARS_REQUIRED)
-    _require(targets, "targets", _TARGETS_REQUIRED)
-    bars = _clean_bars(bars, tickers)
-    all_dates = bars["date"].unique().sort()
-    sessions = all_dates.filter(all_dates >= start)
-    if sessions.is_empty():
-        raise ValueError(f"bars have no session on or after start {start}")
-    _check_state(state, tickers, start, all_dates)
-    targets = _clean_targets(targets, tickers, sessions)
+    tickers = check_tickers(tickers)
+    bars = clean_bars(bars, tickers, require_close=True)
+    all_dates, sessions = sessions_from(bars, start)
+    check_state(
+        as_of=state.as_of,
+        cash=state.cash,
+        per_ticker={"shares": state.shares, "pending": state.pending},
+        tickers=tickers,
+        start=start,
+        all_dates=all_dates,
+        book="paper book",
+    )
+    targets = clean_targets(targets, tickers, sessions, reason_codes=True)
 
-    n_dates, n = sessions.len(), len(tickers)
-    row_of = pl.DataFrame({"date": sessions, "_row": np.arange(n_dates)})
-    open_price = _grid(bars, "open", row_of, tickers)
-    close_price = _grid(bars, "close", row_of, tickers)
-    target_weight = _grid(targets, "target_weight", row_of, tickers)
-    killed = set(kill_switch_sessions)
+    n = len(tickers)
+    first = all_dates.len() - sessions.len()  # look-back dates before the first session
+    market = market_grids(
+        bars, tickers, all_dates, vol_window=settings.vol_window, adv_window=settings.adv_window
+    )
+    open_price, close_price = market["open"][first:], market["close"][first:]
+    daily_vol, adv_shares = market["daily_vol"][first:], market["adv_shares"][first:]
+    target_weight = grid(targets, "target_weight", row_index(sessions), tickers)
+    fill_at = FILL_NEXT_OPEN if settings.fill == "next_open" else FILL_NEXT_CLOSE
     step = share_step(settings.lot_size)
+    killed = set(kill_switch_sessions)
 
     shares = np.array([float(state.shares.get(t, 0.0)) for t in tickers])
     mark = np.array([float(state.mark_price.get(t, np.nan)) for t in tickers])
     pending = np.array([float(state.pending.get(t, 0.0)) for t in tickers])
     cash = float(state.cash)
+    reference = np.empty(n)
+    pnl = np.empty(n)  # the order step's attribution: the paper book does not store it
+    records = np.empty(n, dtype=TRADE_DTYPE)
 
     book_parts: list[dict[str, np.ndarray]] = []
+    trade_parts: list[np.ndarray] = []
     order_parts: list[dict[str, np.ndarray]] = []
     order_dates: list[date] = []
     for t, session in enumerate(sessions.to_list()):
-        reference = (
-            np.where(np.isfinite(open_price[t]), open_price[t], close_price[t])
-            if settings.fill == "next_open"
-            else close_price[t]
+        fill_reference_nb(open_price[t], close_price[t], fill_at, reference)
+        shares_before = shares.copy()
+        fills = {name: np.empty(n) for name in _FILL_OUTPUTS}
+        cash, n_fills = execute_orders_nb(
+            pending,
+            reference,
+            daily_vol[t],
+            adv_shares[t],
+            shares,
+            cash,
+            float(settings.commission_bps),
+            float(settings.slippage_bps),
+            float(settings.impact_coefficient),
+            step,
+            bool(settings.allow_borrowing),
+            *fills.values(),
+            records,
+            0,
+            t,
         )
-        fills = _fill(pending, reference, cash, settings, step)
-        cash = fills.cash
-        shares = shares + fills.quantity
-        mark = np.where(
-            np.isfinite(close_price[t]),
+        equity = mark_to_close_nb(
             close_price[t],
-            np.where(np.isfinite(mark), mark, np.where(fills.quantity != 0, reference, np.nan)),
+            reference,
+            shares_before,
+            shares,
+            fills["filled_quantity"],
+            fills["fill_price"],
+            fills["commission"],
+            mark,
+            cash,
+            pnl,
         )
-        position_value = np.where(shares != 0.0, shares * mark, 0.0)
-        equity = cash + math.fsum(position_value)
+        if n_fills:
+            trade_parts.append(records[:n_fills].copy())
+        filled = fills["filled_quantity"] != 0.0
         book_parts.append(
             {
                 "order_quantity": pending,
-                "filled_quantity": fills.quantity,
-                "fill_reference_price": fills.reference_price,
-                "fill_price": fills.fill_price,
-                "commission": fills.commission,
-                "slippage_cost": fills.slippage_cost,
-                "shares": shares,
-                "mark_price": mark,
-                "position_value": position_value,
+                "filled_quantity": fills["filled_quantity"],
+                "fill_reference_price": np.where(filled, reference, np.nan),
+                "fill_price": fills["fill_price"],
+                "commission": fills["commission"],
+                "slippage_cost": fills["slippage_cost"] + fills["impact_cost"],
+                "shares": shares.copy(),
+                "mark_price": mark.copy(),
+                "position_value": np.where(shares != 0.0, shares * mark, 0.0),
                 "cash": np.full(n, cash),
                 "equity": np.full(n, equity),
             }
@@ -262,68 +308,12 @@ def run_paper_book(
         mark_price={t: float(m) for t, m in zip(tickers, mark, strict=True) if math.isfinite(m)},
         pending={t: float(q) for t, q in zip(tickers, pending, strict=True) if q != 0.0},
     )
+    trade_records = np.concatenate(trade_parts) if trade_parts else records[:0]
     return PaperResult(
         orders=_orders_frame(order_parts, order_dates, tickers, targets, strategy),
         book=_book_frame(book_parts, sessions, tickers),
         final_state=final_state,
-    )
-
-
-def _fill(
-    pending: np.ndarray,
-    reference: np.ndarray,
-    cash: float,
-    settings: BacktestSettings,
-    step: float,
-) -> _Fills:
-    """Fill ``pending`` (signed shares) at ``reference`` (NaN: expires): sells, then buys
-    scaled to the cash after the sells unless borrowing is allowed."""
-    slippage, commission_rate = settings.slippage_bps * BPS, settings.commission_bps * BPS
-    priced = np.isfinite(reference)
-    sells = priced & (pending < 0)
-    buys = priced & (pending > 0)
-
-    def costs(quantity: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """fill price, notional, commission and slippage of ``quantity`` (0 where none)."""
-        traded = quantity != 0
-        with np.errstate(invalid="ignore"):
-            fill = np.where(traded, reference * (1.0 + np.sign(quantity) * slippage), np.nan)
-            notional = np.where(traded, quantity * reference, 0.0)
-            commission = np.where(traded, np.abs(quantity) * fill * commission_rate, 0.0)
-            slippage_cost = np.where(traded, np.abs(quantity) * reference * slippage, 0.0)
-        return fill, notional, commission, slippage_cost
-
-    def cash_needed(quantity: np.ndarray) -> float:
-        _, notional, commission, slippage_cost = costs(quantity)
-        return math.fsum(notional) + math.fsum(commission) + math.fsum(slippage_cost)
-
-    sell_quantity = np.where(sells, pending, 0.0)
-    cash_after_sells = cash - cash_needed(sell_quantity)
-    buy_quantity = np.where(buys, pending, 0.0)
-    if buys.any() and not settings.allow_borrowing:
-        available = max(cash_after_sells, 0.0)
-        need = cash_needed(buy_quantity)
-        if need > available:
-            scale = available / need
-            for attempt in range(_MAX_SCALE_ATTEMPTS):
-                scaled = round_down(buy_quantity * scale, step)
-                if cash_needed(scaled) <= available or scale == 0.0:
-                    break
-                scale = (
-                    0.0
-                    if attempt == _MAX_SCALE_ATTEMPTS - 2
-                    else scale * (1.0 - _SCALE_SHAVE * 10.0**attempt)
-                )
-            buy_quantity = scaled
-    quantity = sell_quantity + buy_quantity
-    fill, _, commission, slippage_cost = costs(quantity)
-    return _Fills(
-        quantity=quantity,
-        reference_price=np.where(quantity != 0, reference, np.nan),
-        fill_price=fill,
-        commission=commission,
-        slippage_cost=slippage_cost,
-        cash=cash_after_sells - cash_needed(buy_quantity),
+        trades=trades_frame(trade_records, sessions, tickers),
     )
 
 
@@ -390,103 +380,3 @@ def _orders_frame(
         (pl.col("quantity") * pl.col("reference_price")).alias("notional"),
     )
     return schemas.conform(frame, schemas.ORDERS)
-
-
-def _grid(frame: pl.DataFrame, column: str, row_of: pl.DataFrame, tickers: list[str]) -> np.ndarray:
-    """``frame[column]`` as a float64 (n_dates, n_tickers) grid, NaN where there is no value."""
-    column_of = pl.DataFrame({"ticker": tickers, "_column": np.arange(len(tickers))})
-    located = frame.join(row_of, on="date").join(column_of, on="ticker")
-    grid = np.full((row_of.height, len(tickers)), np.nan)
-    values = located[column].cast(pl.Float64).fill_null(np.nan).to_numpy()
-    grid[located["_row"].to_numpy(), located["_column"].to_numpy()] = values
-    return grid
-
-
-def _require(frame: pl.DataFrame, name: str, columns: Sequence[str]) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{name} lack column(s) {', '.join(missing)}")
-
-
-def _first_row(frame: pl.DataFrame) -> dict:
-    return frame.sort("date", "ticker").row(0, named=True)
-
-
-def _clean_bars(bars: pl.DataFrame, tickers: list[str]) -> pl.DataFrame:
-    """The bars of ``tickers``, prices as Float64 (NaN read as missing); refuses duplicates,
-    non-positive prices and a missing close."""
-    if bars.schema["date"] != pl.Date:
-        raise ValueError(f"bars column date must be of type Date, got {bars.schema['date']}")
-    bars = bars.select(
-        "date",
-        pl.col("ticker").cast(pl.Utf8),
-        *(pl.col(c).cast(pl.Float64).fill_nan(None) for c in ("open", "close")),
-    ).filter(pl.col("ticker").is_in(tickers))
-    duplicated = bars.filter(pl.struct("date", "ticker").is_duplicated())
-    if not duplicated.is_empty():
-        row = _first_row(duplicated)
-        raise ValueError(f"bars have more than one row for ticker {row['ticker']} on {row['date']}")
-    bad = bars.filter((pl.col("open") <= 0) | (pl.col("close") <= 0) | pl.col("close").is_null())
-    if not bad.is_empty():
-        row = _first_row(bad)
-        raise ValueError(
-            f"bars have a missing or non-positive price for ticker {row['ticker']} on "
-            f"{row['date']} (open {row['open']}, close {row['close']})"
-        )
-    return bars
-
-
-def _clean_targets(targets: pl.DataFrame, tickers: list[str], sessions: pl.Series) -> pl.DataFrame:
-    """The targets on the sessions, weights as Float64 (null = no order) with reason codes
-    (null when not given); refuses unknown tickers, stray dates, duplicates, infinities."""
-    if targets.schema["date"] != pl.Date:
-        raise ValueError(f"targets column date must be of type Date, got {targets.schema['date']}")
-    codes = pl.col("reason_codes") if "reason_codes" in targets.columns else pl.lit(None)
-    targets = targets.select(
-        "date",
-        pl.col("ticker").cast(pl.Utf8),
-        pl.col("target_weight").cast(pl.Float64).fill_nan(None),
-        codes.cast(pl.Utf8).alias("reason_codes"),
-    ).filter(pl.col("date").is_between(sessions[0], sessions[-1]))
-    listed = pl.col("reason_codes").str.strip_chars()
-    checks = (
-        (~pl.col("ticker").is_in(tickers), "names a ticker not in tickers"),
-        (~pl.col("date").is_in(sessions.implode()), "is not on a session of bars"),
-        (pl.struct("date", "ticker").is_duplicated(), "is duplicated"),
-        (pl.col("target_weight").is_infinite(), "has an infinite target_weight"),
-        (
-            ~(listed.str.starts_with("[") & listed.str.ends_with("]")),
-            "has reason_codes that are not a JSON list",
-        ),
-    )
-    for condition, problem in checks:
-        bad = targets.filter(condition)
-        if not bad.is_empty():
-            row = _first_row(bad)
-            raise ValueError(f"the target row of ticker {row['ticker']} on {row['date']} {problem}")
-    return targets
-
-
-def _check_state(
-    state: PaperBookState, tickers: list[str], start: date, all_dates: pl.Series
-) -> None:
-    """The state must come before ``start`` with no session in between, and hold, price or
-    order only tickers of the run."""
-    if state.as_of is not None:
-        if state.as_of >= start:
-            raise ValueError(f"state is as of {state.as_of}, not before start {start}")
-        skipped = all_dates.filter((all_dates > state.as_of) & (all_dates < start))
-        if not skipped.is_empty():
-            raise ValueError(
-                f"bars have session {skipped[0]} between the state's date {state.as_of} and "
-                f"start {start}: the paper book would skip it"
-            )
-    if not math.isfinite(state.cash):
-        raise ValueError(f"state cash must be finite, got {state.cash}")
-    known = set(tickers)
-    for name, values in (("shares", state.shares), ("pending", state.pending)):
-        for ticker, value in values.items():
-            if ticker not in known and value != 0:
-                raise ValueError(f"state {name} has ticker {ticker}, which is not in tickers")
-            if not math.isfinite(value):
-                raise ValueError(f"state {name} of ticker {ticker} must be finite, got {value}")

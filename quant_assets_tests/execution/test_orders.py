@@ -1,8 +1,12 @@
-"""Next-session orders and the paper book that fills them (pure domain, no Dagster)."""
+"""Next-session orders and the paper book that fills them (pure domain, no Dagster).
+
+The fills, costs and equity come from the backtest's order step; ``test_books_agree`` checks
+the two books row for row, these tests the paper book's own behaviour by hand."""
 
 from __future__ import annotations
 
 import json
+import math
 from datetime import date, timedelta
 
 import numpy as np
@@ -10,6 +14,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from quant_assets.backtest.book import BookState, run_book
 from quant_assets.execution import PaperBookState, decide_orders, run_paper_book
 from quant_assets.settings import BacktestSettings
 
@@ -19,15 +24,22 @@ COSTLY = BacktestSettings(
 )
 
 
-def bars(rows: dict[str, list[tuple[date, float | None, float]]]) -> pl.DataFrame:
-    """ticker → [(date, open, close)]."""
+def bars(rows: dict[str, list[tuple]]) -> pl.DataFrame:
+    """ticker → [(date, open, close)] or [(date, open, close, volume)]; volume 1e6 when not
+    given."""
     return pl.DataFrame(
         [
-            {"date": d, "ticker": t, "open": o, "close": c}
+            {"date": d, "ticker": t, "open": o, "close": c, "volume": rest[0] if rest else 1e6}
             for t, series in rows.items()
-            for d, o, c in series
+            for d, o, c, *rest in series
         ],
-        schema={"date": pl.Date, "ticker": pl.Utf8, "open": pl.Float64, "close": pl.Float64},
+        schema={
+            "date": pl.Date,
+            "ticker": pl.Utf8,
+            "open": pl.Float64,
+            "close": pl.Float64,
+            "volume": pl.Float64,
+        },
     )
 
 
@@ -208,14 +220,23 @@ def random_market(n_sessions: int = 40, seed: int = 3) -> tuple[pl.DataFrame, pl
         for i, d in enumerate(days):
             if ticker == "CCC" and i % 7 == 3:
                 continue  # a missing bar: no fill, marked at the last close
-            rows.append((d, ticker, float(opening[i]), float(close[i])))
+            rows.append((d, ticker, float(opening[i]), float(close[i]), 5_000.0 + 100.0 * i))
             weights.append((d, ticker, float(rng.uniform(-0.1, 0.5))))
-    frame = pl.DataFrame(rows, schema=["date", "ticker", "open", "close"], orient="row")
+    frame = pl.DataFrame(rows, schema=["date", "ticker", "open", "close", "volume"], orient="row")
     return frame, targets(weights, codes='["KELLY"]')
 
 
 TICKERS = ("AAA", "BBB", "CCC")
-LONG_SHORT = COSTLY.model_copy(update={"initial_capital": 100_000.0})
+# With square-root impact priced from 5-session windows: the splits and look-ahead tests below
+# also cover the impact's look-back.
+LONG_SHORT = COSTLY.model_copy(
+    update={
+        "initial_capital": 100_000.0,
+        "impact_coefficient": 0.5,
+        "vol_window": 5,
+        "adv_window": 5,
+    }
+)
 
 
 def test_future_bars_do_not_change_past_orders_or_book():
@@ -310,3 +331,57 @@ def test_bad_input_is_refused_naming_the_ticker_and_date():
     state = PaperBookState(as_of=D0, cash=1.0)
     with pytest.raises(ValueError, match="not before start"):
         run(good, targets([]), state=state)
+
+
+def test_the_fill_charges_square_root_impact_from_the_volatility_and_volume_known_at_the_decision():
+    # vol_window 2, adv_window 1, k = 1, no commission or slippage. The order is decided at
+    # D2's close of 99: 0.5 × 10,000 / 99 = 50.5 → 50 shares, filled at D3's open of 100.
+    # σ known at D2's close: the sample std of the log returns log 1.1 and log 0.9, i.e.
+    # |log 1.1 − log 0.9| / √2; ADV = D2's volume 50: m = σ × √(50 / 50) = σ.
+    d3 = D2 + timedelta(days=1)
+    settings = BacktestSettings(
+        initial_capital=10_000,
+        commission_bps=0,
+        slippage_bps=0,
+        impact_coefficient=1.0,
+        vol_window=2,
+        adv_window=1,
+        lot_size=1,
+    )
+    bar_frame = bars(
+        {
+            "AAA": [
+                (D0, 100.0, 100.0, 70.0),
+                (D1, 100.0, 110.0, 60.0),
+                (D2, 100.0, 99.0, 50.0),
+                (d3, 100.0, 101.0, 40.0),
+            ]
+        }
+    )
+    result = run(bar_frame, targets([(D2, "AAA", 0.5)]), settings=settings)
+    sigma = abs(math.log(1.1) - math.log(0.9)) / math.sqrt(2)
+    row = result.book.filter(pl.col("date") == d3).row(0, named=True)
+    assert row["filled_quantity"] == 50
+    assert row["fill_price"] == pytest.approx(100.0 * (1 + sigma), rel=1e-14)
+    # The stored slippage_cost is the whole concession against the reference (s + m).
+    assert row["slippage_cost"] == pytest.approx(50 * 100.0 * sigma, rel=1e-12)
+    assert row["cash_flow"] == pytest.approx(-50 * 100.0 * (1 + sigma), rel=1e-12)
+    assert row["cash"] == pytest.approx(10_000 - 50 * 100.0 * (1 + sigma), rel=1e-12)
+    trade = result.trades.row(0, named=True)
+    assert (trade["date"], trade["quantity"], trade["slippage_cost"]) == (d3, 50.0, 0.0)
+    assert trade["impact_cost"] == pytest.approx(50 * 100.0 * sigma, rel=1e-12)
+    # The backtest fills the same order at the same price.
+    backtest = run_book(
+        bar_frame,
+        targets([(D2, "AAA", 0.5)]),
+        settings,
+        start=D0,
+        state=BookState.initial(10_000),
+        tickers=["AAA"],
+    )
+    assert backtest.trades.equals(result.trades)
+
+
+def test_bars_without_volume_are_refused():
+    with pytest.raises(ValueError, match=r"bars lacks column.*volume"):
+        run(bars({"AAA": [(D0, 99.0, 100.0)]}).drop("volume"), targets([]))
