@@ -7,7 +7,7 @@ suite before anything is written.
 
 from collections.abc import Iterator
 from dataclasses import asdict
-from datetime import UTC, date, datetime
+from datetime import date
 
 import dagster as dg
 
@@ -122,7 +122,6 @@ def _ingest(
             scope.rect.start,
             scope.rect.end,
             session=date.fromisoformat(session) if session is not None else None,
-            ingested_at=datetime.now(UTC),
         )
     except RoutingError as error:
         raise dg.Failure(
@@ -131,8 +130,7 @@ def _ingest(
         ) from error
     if "providers" in routing:
         routing = {**routing, "providers": dg.MetadataValue.json(routing["providers"])}
-    tickers_covered = scope.rect.tickers
-    yield from _emit(ingested, prefix, scope.rect.windows, tickers_covered, routing)
+    yield from _emit(ingested, prefix, scope.rect.windows, scope.rect.tickers, routing)
 
 
 def _emit(

@@ -36,7 +36,6 @@ from quant_assets.defs.common import (
 from quant_assets.defs.partitions import (
     by_date,
     date_partitions,
-    days_for_sessions,
     first_window_start,
     previous_window_start,
 )
@@ -46,6 +45,7 @@ from quant_assets.defs.strategy_state import (
     require_cross_section,
     stored_state_rows,
 )
+from quant_assets.models.cutoffs import days_for_sessions
 from quant_assets.settings import Settings, StrategySettings
 
 KILL_SWITCH_FILE = "KILL_SWITCH"

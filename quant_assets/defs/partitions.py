@@ -87,16 +87,6 @@ def ticker_date_partitions(
     )
 
 
-# Calendar days that surely hold N sessions (252 sessions ≈ 365 days; holidays, closures).
-_DAYS_PER_SESSION = 1.6
-_MARGIN_DAYS = 30
-
-
-def days_for_sessions(sessions: int) -> timedelta:
-    """Calendar days that surely hold ``sessions`` exchange sessions (for explicit reads)."""
-    return timedelta(days=int(sessions * _DAYS_PER_SESSION) + _MARGIN_DAYS)
-
-
 def periods_for_sessions(sessions: int, grain: str) -> int:
     """How many whole windows of ``grain`` surely hold ``sessions`` exchange sessions.
 

@@ -31,7 +31,6 @@ from quant_assets.defs.orders import orders_asset
 from quant_assets.defs.partitions import (
     by_date,
     cross_section,
-    days_for_sessions,
     first_window_start,
     periods_for_sessions,
     previous_window_start,
@@ -43,6 +42,7 @@ from quant_assets.defs.strategy_state import (
     require_cross_section,
     stored_state_rows,
 )
+from quant_assets.models.cutoffs import days_for_sessions
 from quant_assets.settings import PREDICTION_COMPONENT, Settings, StrategySettings
 
 

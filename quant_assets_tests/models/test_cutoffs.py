@@ -70,9 +70,3 @@ def test_an_empty_run_has_no_windows():
 def test_days_for_sessions_is_the_calendar_margin_the_asset_layer_reads_with():
     assert days_for_sessions(0) == timedelta(days=30)
     assert days_for_sessions(252) == timedelta(days=int(252 * 1.6) + 30)
-    # The same numbers as the Dagster layer's copy, while it keeps one.
-    partitions = pytest.importorskip("quant_assets.defs.partitions")
-    theirs = getattr(partitions, "days_for_sessions", None)
-    if theirs is None:
-        pytest.skip("quant_assets.defs.partitions no longer defines days_for_sessions")
-    assert all(days_for_sessions(n) == theirs(n) for n in range(0, 3000, 7))
