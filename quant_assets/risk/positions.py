@@ -41,10 +41,11 @@ from datetime import date
 import numpy as np
 import polars as pl
 
+from quant_assets.names import SESSIONS_PER_YEAR
 from quant_assets.risk.measures import fit_gpd_tail, portfolio_tail_risk
 from quant_assets.settings import RiskSettings, SizingSettings, StrategySettings
 
-TRADING_DAYS = 252
+TRADING_DAYS = SESSIONS_PER_YEAR  # the annualisation convention, declared once in names
 BREAKER_STATES = ("normal", "defensive", "frozen", "recovery", "killed")
 DECISIONS = ("EXECUTE_BUY", "EXECUTE_SELL", "HOLD", "REJECT")
 _EPS = 1e-12
@@ -339,7 +340,18 @@ def advance_breaker(
 
 
 class _Book:
-    """The sequential part: paper equity, breakers, turnover. One instance per run."""
+    """The sequential part: paper equity, breakers, turnover. One instance per run.
+
+    Its paper equity is NOT a book of fills, and deliberately does not use the order step of
+    :mod:`quant_assets.backtest.kernel` that the backtest and the paper book share: it is the
+    close-to-close return of the previous target weights, before costs, lots and cash limits —
+    the strategy's own risk as the overlays and breakers must judge it. It has to be, since
+    the executed books are computed FROM these positions (their fills depend on the targets
+    sized here) and cannot feed back into them; and keeping it cost-free keeps the stored
+    positions, and every drawdown and breaker decision in them, independent of execution
+    assumptions. Nothing here executes an order: there is no cash, share or fill accounting
+    to share.
+    """
 
     def __init__(self, strategy: StrategySettings, state: PositionState, tickers: Sequence[str]):
         self.sizing = strategy.sizing
@@ -367,7 +379,7 @@ class _Book:
         window = self.risk.circuit_breakers.realized_vol_window
         self.recent = [*self.recent, paper_return][-window:]
         vol = (
-            float(np.std(self.recent, ddof=1)) * math.sqrt(TRADING_DAYS)
+            float(np.std(self.recent, ddof=1)) * math.sqrt(SESSIONS_PER_YEAR)
             if len(self.recent) >= window
             else 0.0
         )

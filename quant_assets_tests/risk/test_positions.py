@@ -241,3 +241,36 @@ def test_an_skfolio_allocator_replaces_kelly_within_the_same_caps(allocator, lon
     if long_only:
         assert rows["target_weight"].min() >= 0
     assert gross["target_weight"].max() > 0.05  # it invests
+
+
+def test_the_sizing_paper_equity_is_close_to_close_before_costs():
+    # By design (see risk.positions._Book) not a book of fills: each date's paper return is
+    # the previous date's target weights times the close-to-close returns, no costs, no lots,
+    # and the realised volatility annualises it with names.SESSIONS_PER_YEAR.
+    from quant_assets.names import SESSIONS_PER_YEAR
+
+    closes, alpha, regimes, tickers, days = market(n_tickers=4)
+    s = strategy(risk={"circuit_breakers": {"realized_vol_window": 5}})
+    rows = run(s, closes, alpha, regimes, tickers, days[100]).rows.sort("date", "ticker")
+    close = closes.pivot(on="ticker", index="date", values="close").sort("date")
+    returns = close.select(tickers).to_numpy()
+    returns = returns[1:] / returns[:-1] - 1.0
+    per_date = rows.group_by("date", maintain_order=True).agg(
+        pl.col("previous_weight"),
+        pl.col("paper_return").first(),
+        pl.col("paper_equity").first(),
+        pl.col("paper_vol_annualized").first(),
+    )
+    equity = 1.0
+    recent: list[float] = []
+    for k, row in enumerate(per_date.iter_rows(named=True)):
+        index = days.index(row["date"])
+        expected = float(np.dot(row["previous_weight"], returns[index - 1]))
+        assert row["paper_return"] == pytest.approx(expected, rel=1e-12, abs=1e-15)
+        equity *= 1.0 + expected
+        assert row["paper_equity"] == pytest.approx(equity, rel=1e-12)
+        recent = [*recent, expected][-5:]
+        if k >= 4:
+            vol = float(np.std(recent, ddof=1)) * math.sqrt(SESSIONS_PER_YEAR)
+            assert row["paper_vol_annualized"] == pytest.approx(vol, rel=1e-9)
+    assert per_date["paper_return"].abs().max() > 0
