@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 
 import dagster as dg
 
+from quant_assets.errors import QuantAssetsError
 from quant_assets.settings import FREQUENCY_MONTHS, CutoffSettings, UniverseSettings
 
 TICKER_DIMENSION = "ticker"
@@ -242,7 +243,11 @@ def first_window_start(partitions_def: dg.PartitionsDefinition) -> date:
     if isinstance(partitions_def, dg.MultiPartitionsDefinition):
         partitions_def = partitions_def.get_partitions_def_for_dimension(DATE_DIMENSION)
     first = partitions_def.get_first_partition_key()
-    assert first is not None
+    if first is None:
+        raise QuantAssetsError(
+            "no date windows: the partitions start after universe.yaml's end (is the first "
+            "model cut-off, models.yaml min_history_years, after the end?)"
+        )
     return date.fromisoformat(first)
 
 

@@ -124,11 +124,13 @@ def materialize(
     on_plan: Callable[[list[RunPlan]], None] | None = None,
     upstream: bool = True,
     tags: dict[str, str] | None = None,
+    defs: dg.Definitions | None = None,
 ) -> list[RunOutcome]:
     """Materialise ``select`` and (``upstream``) everything upstream of it over a range; stop
     at the first failed run. ``upstream=False`` runs exactly the selection on the stored
-    inputs (e.g. iterating on a strategy's YAML without recomputing the data and models)."""
-    defs = build_definitions(settings, home)
+    inputs (e.g. iterating on a strategy's YAML without recomputing the data and models).
+    ``defs`` (default: :func:`build_definitions`) may extend the graph: the plan reads it."""
+    defs = defs or build_definitions(settings, home)
     own_instance = instance is None
     instance = instance or open_instance(home)
     try:
