@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from quant_assets.errors import ConfigError
+from quant_assets.names import REGIME_NAMES
 from quant_assets.tickers import validate_ticker
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -355,7 +356,6 @@ class ModelSettings(CutoffSettings):
 SIGNAL_COMPONENTS = ("trend_alpha", "mean_rev_alpha", "vol_alpha", "rel_strength_alpha")
 PREDICTION_COMPONENT = "prediction"
 ALPHA_COMPONENTS = (*SIGNAL_COMPONENTS, PREDICTION_COMPONENT)
-REGIME_NAMES = ("bull", "bear", "choppy", "crash")
 Fraction = Annotated[float, Field(ge=0, le=1)]
 NonNegative = Annotated[float, Field(ge=0)]
 

@@ -27,6 +27,7 @@ from quant_assets.backtest.statistics import (
     deflated_sharpe_ratio,
     reality_check,
 )
+from quant_assets.names import SESSIONS_PER_YEAR
 from quant_assets.settings import StrategySettings
 
 
@@ -193,7 +194,7 @@ def evaluate_strategy(
         **metrics,
         "deflated_sharpe": deflated.deflated_sharpe if deflated else float("nan"),
         "expected_max_sharpe_annualized": (
-            deflated.expected_max_sharpe * np.sqrt(252) if deflated else float("nan")
+            deflated.expected_max_sharpe * np.sqrt(SESSIONS_PER_YEAR) if deflated else float("nan")
         ),
         "n_trials": float(n_trials),
         "spa_pvalue": reality.spa_pvalue_consistent if reality else float("nan"),

@@ -1,7 +1,8 @@
 """Performance metrics of a daily return series, and the helpers the report plots.
 
 Plain functions on numpy arrays and polars frames. Returns are simple (not log) returns per
-period, as fractions (0.01 = 1 %). Annualisation uses ``periods_per_year`` (252 by default).
+period, as fractions (0.01 = 1 %). Annualisation uses ``periods_per_year`` (default
+:data:`quant_assets.names.SESSIONS_PER_YEAR`, 252).
 
 Conventions follow empyrical-reloaded (checked to 1e-10 relative in the tests):
 
@@ -28,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-TRADING_DAYS_PER_YEAR = 252
+from quant_assets.names import SESSIONS_PER_YEAR
 
 
 def _as_returns(values: object, name: str, *, min_length: int = 1) -> np.ndarray:
@@ -75,7 +76,7 @@ def rolling_sharpe(
     returns: np.ndarray,
     window: int = 126,
     *,
-    periods_per_year: int = TRADING_DAYS_PER_YEAR,
+    periods_per_year: int = SESSIONS_PER_YEAR,
     risk_free_annual: float = 0.0,
 ) -> np.ndarray:
     """Annualised Sharpe ratio over a trailing window of ``window`` periods.
@@ -116,7 +117,7 @@ def performance_metrics(
     benchmark_returns: np.ndarray | None = None,
     turnover: np.ndarray | None = None,
     gross_exposure: np.ndarray | None = None,
-    periods_per_year: int = TRADING_DAYS_PER_YEAR,
+    periods_per_year: int = SESSIONS_PER_YEAR,
     risk_free_annual: float = 0.0,
 ) -> dict[str, float]:
     """Headline metrics of a strategy's per-period simple returns.

@@ -22,28 +22,18 @@ from __future__ import annotations
 
 import polars as pl
 
-from quant_assets.settings import (
-    PREDICTION_COMPONENT,
-    REGIME_NAMES,
-    SIGNAL_COMPONENTS,
-    AlphaSettings,
-)
+from quant_assets.names import REGIME_NAMES, REGIME_PROB_COLUMNS
+from quant_assets.schemas import ALPHA_SCORES
+from quant_assets.settings import PREDICTION_COMPONENT, SIGNAL_COMPONENTS, AlphaSettings
 
+# The stored columns after date and ticker, declared once in schemas.ALPHA_SCORES.
 ALPHA_SCORE_COLUMNS: dict[str, str] = {
-    "alpha_score": "final score in [-1, 1] (null when no component is available)",
-    "confidence": "weighted component confidence × disagreement penalty, in [0, 1]",
-    "disagreement": "weighted variance of the component alphas around the ensemble",
-    "ensemble_score": "confidence-weighted ensemble of the components, in [-1, 1]",
-    "penalized_score": "ensemble × exp(-beta × disagreement)",
-    "robust_zscore": "penalised score's robust z-score across the day's tickers",
-    "components_used": "components with a value and positive weight × confidence",
-    "prediction_alpha": "tanh((p_up - p_down) / prediction_scale) (null without a prediction)",
-    "regime_label": "the day's regime label",
+    c.name: c.description for c in ALPHA_SCORES if c.name not in ("date", "ticker")
 }
 _MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution × 1.4826 = its standard deviation
 _REQUIRED = {
     "signals": ("date", "ticker", "warmed_up"),
-    "regimes": ("date", "regime_label", *(f"regime_prob_{r}" for r in REGIME_NAMES)),
+    "regimes": ("date", "regime_label", *REGIME_PROB_COLUMNS),
     "predictions": ("date", "ticker", "horizon", "prob_down", "prob_up", "prob_pred_state"),
 }
 
@@ -63,7 +53,8 @@ def _weight(component: str, settings: AlphaSettings) -> pl.Expr:
             expr = pl.when(pl.col("regime_label") == regime).then(pl.lit(w)).otherwise(expr)
         return expr
     return pl.sum_horizontal(
-        pl.col(f"regime_prob_{r}") * table[r].get(component, 0.0) for r in REGIME_NAMES
+        pl.col(column) * table[regime].get(component, 0.0)
+        for regime, column in zip(REGIME_NAMES, REGIME_PROB_COLUMNS, strict=True)
     )
 
 
@@ -78,7 +69,8 @@ def combine_signals(
     ``signals``: date, ticker, the signal columns the strategy uses, warmed_up. ``predictions``:
     date, ticker, horizon, prob_down, prob_up, prob_pred_state (needed only when the strategy
     weights ``prediction``). ``regimes``: date, regime_label, regime_prob_* for every signal
-    date. Returns date, ticker and :data:`ALPHA_SCORE_COLUMNS`, sorted by (date, ticker).
+    date. Returns the columns of :data:`quant_assets.schemas.ALPHA_SCORES` (date, ticker, then
+    :data:`ALPHA_SCORE_COLUMNS`), sorted by (date, ticker).
 
     Raises ValueError for a missing column, a duplicated (date, ticker) row, or a date with
     no regime row (naming the first such date).

@@ -19,9 +19,10 @@ import numpy as np
 import polars as pl
 
 from quant_assets.features.rolling import rolling_std
+from quant_assets.names import STATE_NAMES
 from quant_assets.settings import LabelSettings
 
-STATES: tuple[str, ...] = ("down", "flat", "up")  # class codes 0, 1, 2
+STATES = STATE_NAMES  # alias of names.STATE_NAMES (class codes 0, 1, 2)
 
 
 def label_lookback_sessions(settings: LabelSettings) -> int:

@@ -40,13 +40,13 @@ import polars as pl
 from hmmlearn.hmm import GaussianHMM
 
 from quant_assets.features.rolling import rolling_std
+from quant_assets.names import REGIME_NAMES, REGIME_PROB_COLUMNS, SESSIONS_PER_YEAR
 from quant_assets.settings import RegimeSettings
 
-REGIME_LABELS: tuple[str, ...] = ("bull", "bear", "choppy", "crash")
-PROB_COLUMNS: tuple[str, ...] = tuple(f"regime_prob_{label}" for label in REGIME_LABELS)
+REGIME_LABELS = REGIME_NAMES  # alias of names.REGIME_NAMES
+PROB_COLUMNS = REGIME_PROB_COLUMNS  # alias of names.REGIME_PROB_COLUMNS
 FEATURE_COLUMNS: tuple[str, ...] = ("log_return", "realized_vol")
-TRADING_DAYS_PER_YEAR = 252
-N_STATES = len(REGIME_LABELS)
+N_STATES = len(REGIME_NAMES)
 VOLATILITY_ORDER: tuple[str, ...] = ("bull", "choppy", "bear", "crash")  # calmest first
 FITTED, FALLBACK = "fitted", "fallback"
 
@@ -96,7 +96,7 @@ def realized_vol_annualized(log_return: np.ndarray, window: int) -> np.ndarray:
     ``log_return`` is one series in date order; NaN until the window is full of finite values.
     """
     position = np.arange(log_return.shape[0])
-    return rolling_std(log_return, position, window) * math.sqrt(TRADING_DAYS_PER_YEAR)
+    return rolling_std(log_return, position, window) * math.sqrt(SESSIONS_PER_YEAR)
 
 
 def regime_inputs(benchmark: pl.DataFrame, vol_window: int) -> pl.DataFrame:
@@ -253,7 +253,7 @@ def label_states(means: np.ndarray, variances: np.ndarray) -> list[str]:
             f"means and variances must have shape ({N_STATES}, 2), "
             f"got {means.shape} and {variances.shape}"
         )
-    vol = np.sqrt(variances[:, 0] * TRADING_DAYS_PER_YEAR)
+    vol = np.sqrt(variances[:, 0] * SESSIONS_PER_YEAR)
     calm_first = sorted(range(N_STATES), key=lambda k: (vol[k], -means[k, 0], k))
     labels = [""] * N_STATES
     for state, label in zip(calm_first, VOLATILITY_ORDER, strict=True):
@@ -364,7 +364,7 @@ def fit_regime_model(inputs: pl.DataFrame, cutoff: date, settings: RegimeSetting
         "state_labels": labels,
         "state_mean_log_return": original_means[:, 0].tolist(),
         "state_volatility_annualized": np.sqrt(
-            original_variances[:, 0] * TRADING_DAYS_PER_YEAR
+            original_variances[:, 0] * SESSIONS_PER_YEAR
         ).tolist(),
     }
     return RegimeFit(
@@ -406,11 +406,11 @@ def _require_fitted(fit: RegimeFit) -> None:
 
 
 def _label_order(fit: RegimeFit) -> list[int]:
-    """Hidden-state index of each label, in REGIME_LABELS order."""
+    """Hidden-state index of each label, in REGIME_NAMES order."""
     labels: Sequence[str] = fit.params["state_labels"]
-    if sorted(labels) != sorted(REGIME_LABELS):
-        raise ValueError(f"state_labels {labels} must name each of {REGIME_LABELS} once")
-    return [labels.index(label) for label in REGIME_LABELS]
+    if sorted(labels) != sorted(REGIME_NAMES):
+        raise ValueError(f"state_labels {labels} must name each of {REGIME_NAMES} once")
+    return [labels.index(label) for label in REGIME_NAMES]
 
 
 def _standardised_columns(fit: RegimeFit, inputs: pl.DataFrame) -> list[np.ndarray]:
@@ -468,7 +468,7 @@ def filtered_probabilities(fit: RegimeFit, inputs: pl.DataFrame) -> np.ndarray:
 
     ``inputs`` as from :func:`regime_inputs`; the recursion starts from the fit's
     ``startprob`` at the first row. Returns shape (n_rows, 4), columns in
-    :data:`REGIME_LABELS` order, each row summing to 1 within 1e-12; row t is bit-identical
+    :data:`REGIME_NAMES` order, each row summing to 1 within 1e-12; row t is bit-identical
     whatever rows come after it. Refuses a fallback fit and malformed inputs (ValueError).
     """
     _require_fitted(fit)
@@ -484,7 +484,7 @@ def filtered_probabilities(fit: RegimeFit, inputs: pl.DataFrame) -> np.ndarray:
 def smoothed_probabilities(fit: RegimeFit, inputs: pl.DataFrame) -> np.ndarray:
     """Smoothed probabilities P(regime_t | all input rows), hmmlearn's ``predict_proba``.
 
-    Shape (n_rows, 4), columns in :data:`REGIME_LABELS` order. Uses rows *after* t: look-ahead.
+    Shape (n_rows, 4), columns in :data:`REGIME_NAMES` order. Uses rows *after* t: look-ahead.
     Exists only to show the difference to :func:`filtered_probabilities` in tests; never store
     it. Refuses a fallback fit and malformed inputs (ValueError).
     """
@@ -499,7 +499,7 @@ def smoothed_probabilities(fit: RegimeFit, inputs: pl.DataFrame) -> np.ndarray:
 
 def _empty_hmm_regimes() -> pl.DataFrame:
     schema: dict[str, Any] = {"date": pl.Date}
-    schema.update({name: pl.Float64 for name in PROB_COLUMNS})
+    schema.update({name: pl.Float64 for name in REGIME_PROB_COLUMNS})
     schema["hmm_label"] = pl.Utf8
     return pl.DataFrame(schema=schema)
 
@@ -516,7 +516,7 @@ def hmm_regimes(
     (:func:`regime_input_lookback_sessions`).
 
     Returns ``date``, ``regime_prob_bull/bear/choppy/crash`` (Float64, rows sum to 1) and
-    ``hmm_label`` (the most probable label; ties go to the first in :data:`REGIME_LABELS`),
+    ``hmm_label`` (the most probable label; ties go to the first in :data:`REGIME_NAMES`),
     sorted by date. Empty for a fallback fit or when no input date qualifies. Refuses a
     negative burn-in and malformed inputs (ValueError).
     """
@@ -533,11 +533,11 @@ def hmm_regimes(
     begin = max(0, first_after_cutoff - burn_in_sessions)
     window = inputs.slice(begin, stop - begin)
     probabilities = filtered_probabilities(fit, window)
-    labels = np.array(REGIME_LABELS, dtype=object)[np.argmax(probabilities, axis=1)]
+    labels = np.array(REGIME_NAMES, dtype=object)[np.argmax(probabilities, axis=1)]
     frame = pl.DataFrame(
         {
             "date": window["date"],
-            **{name: probabilities[:, j] for j, name in enumerate(PROB_COLUMNS)},
+            **{name: probabilities[:, j] for j, name in enumerate(REGIME_PROB_COLUMNS)},
             "hmm_label": pl.Series(labels.tolist(), dtype=pl.Utf8),
         }
     )

@@ -34,9 +34,8 @@ import numpy as np
 import polars as pl
 
 from quant_assets.features.rolling import rolling_mean
+from quant_assets.names import REGIME_NAMES, REGIME_PROB_COLUMNS
 from quant_assets.regimes.hmm import (
-    PROB_COLUMNS,
-    REGIME_LABELS,
     log_returns,
     realized_vol_annualized,
     sorted_benchmark,
@@ -57,7 +56,7 @@ RULE_COLUMNS: tuple[str, ...] = (
 REGIME_COLUMNS: tuple[str, ...] = (
     "date",
     "regime_label",
-    *PROB_COLUMNS,
+    *REGIME_PROB_COLUMNS,
     "rule_label",
     "regime_source",
 )
@@ -161,7 +160,7 @@ def rule_regimes(
     ``benchmark``: ``date`` (pl.Date), ``close``, one row per session, any order; ``vix``:
     optional ``date``, ``vix`` (index points), joined on the same date only. Returns one row
     per benchmark session sorted by date: ``date``, ``rule_label`` (one of
-    :data:`REGIME_LABELS`), and the inputs that decided it: ``close``, ``ma_fast``, ``ma_slow``
+    :data:`REGIME_NAMES`), and the inputs that decided it: ``close``, ``ma_fast``, ``ma_slow``
     (price units), ``realized_vol_annualized``, ``drawdown_252d`` (fractions), ``vix`` — null
     where not yet defined or not quoted. Row D uses rows at or before D only. Refuses (ValueError)
     what :func:`~quant_assets.regimes.hmm.sorted_benchmark` refuses, and duplicate VIX dates.
@@ -193,10 +192,14 @@ def combine_regimes(
         raise ValueError("rules have duplicate dates")
     if hmm is None:
         hmm_rows = pl.DataFrame(
-            schema={"date": pl.Date, **{c: pl.Float64 for c in PROB_COLUMNS}, "hmm_label": pl.Utf8}
+            schema={
+                "date": pl.Date,
+                **{c: pl.Float64 for c in REGIME_PROB_COLUMNS},
+                "hmm_label": pl.Utf8,
+            }
         )
     else:
-        hmm_rows = hmm.select("date", *PROB_COLUMNS, "hmm_label").filter(in_range)
+        hmm_rows = hmm.select("date", *REGIME_PROB_COLUMNS, "hmm_label").filter(in_range)
     if hmm_rows["date"].is_duplicated().any():
         raise ValueError("hmm regimes have duplicate dates")
     orphans = hmm_rows.join(rule_rows, on="date", how="anti")
@@ -215,7 +218,7 @@ def combine_regimes(
             .then(pl.col(column))
             .otherwise((pl.col("rule_label") == label).cast(pl.Float64))
             .alias(column)
-            for label, column in zip(REGIME_LABELS, PROB_COLUMNS, strict=True)
+            for label, column in zip(REGIME_NAMES, REGIME_PROB_COLUMNS, strict=True)
         ),
         "rule_label",
         pl.when(from_hmm).then(pl.lit("hmm")).otherwise(pl.lit("rules")).alias("regime_source"),
