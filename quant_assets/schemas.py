@@ -19,15 +19,15 @@ import polars as pl
 from quant_assets.features.build import feature_columns
 from quant_assets.names import (
     REGIME_NAMES,
-    REGIME_PROB_COLUMNS,  # re-exported: defs.model_assets reads schemas.REGIME_PROB_COLUMNS
+    REGIME_PROB_COLUMNS,  # re-exported for readers of schemas
     SESSIONS_PER_YEAR,
-    STATE_NAMES,  # re-exported: defs.model_assets reads schemas.STATE_NAMES
+    STATE_NAMES,  # re-exported for readers of schemas
     STATE_PROB_COLUMNS,
 )
 from quant_assets.settings import FeatureSettings
 from quant_assets.signals.rules import SIGNAL_COLUMNS
 
-REGIME_LABEL_NAMES = REGIME_NAMES  # alias of names.REGIME_NAMES (defs.model_assets reads it)
+REGIME_LABEL_NAMES = REGIME_NAMES  # alias of names.REGIME_NAMES
 
 
 @dataclass(frozen=True)

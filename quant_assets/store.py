@@ -11,18 +11,17 @@ import polars as pl
 
 from quant_assets.errors import QuantAssetsError
 from quant_assets.names import MARKET_SCHEMA, WAREHOUSE_FILE
+from quant_assets.schemas import SORT_KEYS
 from quant_assets.tickers import validate_ticker
 
 SCHEMA = MARKET_SCHEMA
 DATABASE_FILE = WAREHOUSE_FILE
-# The columns a table's rows are ordered by, in this order, where the table has them: rows per
-# ticker by date (by horizon within a date), models by cut-off (then horizon).
-KEY_ORDER = ("ticker", "cutoff", "date", "horizon")
 
 
 def key_order(columns: Collection[str]) -> tuple[str, ...]:
-    """The order rows of a table with ``columns`` are read in (see :data:`KEY_ORDER`)."""
-    return tuple(c for c in KEY_ORDER if c in set(columns))
+    """The order rows of a table with ``columns`` are read in: :data:`schemas.SORT_KEYS` it
+    has (rows per ticker by date, by horizon within a date; models by cut-off)."""
+    return tuple(c for c in SORT_KEYS if c in set(columns))
 
 
 def database_path(home: Path) -> Path:
