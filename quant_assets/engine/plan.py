@@ -82,7 +82,7 @@ def selection_closure(
             f"unknown asset(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
     # A multi-asset (orders + paper_book) runs whole: selecting one output selects both.
-    selection = dg.AssetSelection.assets(*(asset_key(s) for s in select))
+    selection: dg.AssetSelection = dg.AssetSelection.assets(*(asset_key(s) for s in select))
     selection = selection.required_multi_asset_neighbors()
     if upstream:
         selection = selection.upstream()
@@ -273,7 +273,7 @@ def _stage_plans(request: _Request, members: tuple[str, ...]) -> list[RunPlan]:
 
 
 def _with_lookback(
-    request: _Request, members: tuple[str, ...], keys: list[str], windows: list[str]
+    request: _Request, members: tuple[str, ...], keys: Sequence[str], windows: list[str]
 ) -> list[str]:
     """``windows`` preceded by the look-back windows the selected children read and that are
     not materialised yet (contiguous up to the range)."""
@@ -292,7 +292,7 @@ def _with_lookback(
     done = set.intersection(*(set(request.materialized.get(m, ())) for m in members))
     missing = [k for k in keys[max(0, index - lookback) : index] if k not in done]
     first = keys.index(missing[0]) if missing else index
-    return keys[first : keys.index(windows[-1]) + 1]
+    return list(keys[first : keys.index(windows[-1]) + 1])
 
 
 def _cutoff_plans(
