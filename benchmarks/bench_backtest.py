@@ -19,10 +19,10 @@ What the vectorbt-matched configuration of our kernel matches, option by option:
   and neither is it in vectorbt (it falls off the end).
 * Prices: fills at the next open (``price=open``), positions marked at the close
   (``close=close``); no missing prices, so neither engine's fallback is exercised.
-* Sizing: ``size_type="targetpercent"`` with ``val_price=np.inf`` (value the positions at the
-  order price, i.e. the open) and ``update_value=False`` (the group value stays fixed while
-  the row's orders execute): exactly our sizing equity = cash + Σ shares × open, computed once
-  per session.
+* Sizing: ``size_type="targetpercent"`` with ``val_price=-np.inf`` (value the positions at the
+  previous close) and ``update_value=False`` (the group value stays fixed while the row's
+  orders execute): exactly our orders, sized at the decision close — target weight × (cash +
+  Σ shares × close) / close − shares, the equity computed once per session.
 * Costs: ``fees`` = commission_bps / 1e4 on the filled value and ``slippage`` = slippage_bps /
   1e4 on the price, as ours with impact 0; fractional shares (our ``lot_size`` 0, vectorbt's
   default ``size_granularity``).
@@ -118,7 +118,7 @@ def run_vectorbt(inputs: dict[str, np.ndarray], size: np.ndarray) -> Any:
         size_type="targetpercent",
         direction="longonly",
         price=inputs["open"],
-        val_price=np.inf,
+        val_price=-np.inf,  # the previous close: our orders are sized at the decision close
         update_value=False,
         fees=COMMISSION_BPS / 1e4,
         slippage=SLIPPAGE_BPS / 1e4,

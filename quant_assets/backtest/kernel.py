@@ -199,11 +199,15 @@ def round_toward_zero_nb(quantity: float, lot_size: float) -> float:
     tolerating :data:`LOT_TOLERANCE` lots of floating-point error; never -0.0."""
     if lot_size <= 0.0:
         return quantity + 0.0
-    lots = quantity / lot_size
+    # Whole shares skip the division and the product: x / 1 and x × 1 are x exactly, and a
+    # division is the slowest step of the decision.
+    lots = quantity if lot_size == 1.0 else quantity / lot_size
     if lots > 0.0:
         lots += LOT_TOLERANCE
     elif lots < 0.0:
         lots -= LOT_TOLERANCE
+    if lot_size == 1.0:
+        return np.trunc(lots) + 0.0
     return np.trunc(lots) * lot_size + 0.0
 
 
@@ -370,6 +374,7 @@ def execute_orders_nb(
     impact_coefficient: float,
     lot_size: float,
     allow_borrowing: bool,
+    shares_after: np.ndarray,
     trade_quantity: np.ndarray,
     fill_price: np.ndarray,
     commission: np.ndarray,
@@ -387,7 +392,7 @@ def execute_orders_nb(
             currency per share; NaN = no price: the order expires unfilled (a day order).
         daily_vol, adv_shares: σ of daily log returns (fraction per day) and average daily
             volume (shares) as known at the decision; NaN = unknown (no impact charged).
-        shares: held before the session; UPDATED in place by the fills.
+        shares: held before the session.
     Scalars: ``cash`` before the session (currency); ``commission_bps`` on the traded value at
     the fill price; ``slippage_bps`` s on the reference price; ``impact_coefficient`` k of the
     square-root impact m = k × σ × √(|q| / ADV) (0 when σ or ADV is unknown or ADV ≤ 0; not
@@ -403,24 +408,35 @@ def execute_orders_nb(
     quantity), with a few shaved retries against rounding, the last one buying nothing.
     Short sales credit cash (no margin model); covering a short is a buy.
 
-    Outputs, written in place: ``trade_quantity`` (0: no trade), ``fill_price`` (NaN: no
-    trade), ``commission``, ``slippage_cost``, ``impact_cost`` (n_tickers,), and one
+    Outputs, written in place: ``shares_after`` = shares + fills (may be ``shares`` itself,
+    updated in place), ``trade_quantity`` (0: no trade), ``fill_price`` (NaN: no trade),
+    ``commission``, ``slippage_cost``, ``impact_cost`` (n_tickers,), and one
     ``TRADE_DTYPE`` record per trade at ``trades[n_trades:]`` (sells, then buys, each in
     column order) dated ``date_index``; ``trades`` needs room for n_tickers more records.
     """
     n = shares.shape[0]
-    for values in (order_quantity, reference_price, daily_vol, adv_shares):
-        if values.shape[0] != n:
-            raise ValueError(
-                "order_quantity, reference_price, daily_vol and adv_shares must have the "
-                "length of shares (n_tickers)"
-            )
-    for values in (trade_quantity, fill_price, commission, slippage_cost, impact_cost):
-        if values.shape[0] != n:
-            raise ValueError(
-                "trade_quantity, fill_price, commission, slippage_cost and impact_cost must "
-                "have the length of shares (n_tickers)"
-            )
+    if (
+        order_quantity.shape[0] != n
+        or reference_price.shape[0] != n
+        or daily_vol.shape[0] != n
+        or adv_shares.shape[0] != n
+    ):
+        raise ValueError(
+            "order_quantity, reference_price, daily_vol and adv_shares must have the length of "
+            "shares (n_tickers)"
+        )
+    if (
+        shares_after.shape[0] != n
+        or trade_quantity.shape[0] != n
+        or fill_price.shape[0] != n
+        or commission.shape[0] != n
+        or slippage_cost.shape[0] != n
+        or impact_cost.shape[0] != n
+    ):
+        raise ValueError(
+            "shares_after, trade_quantity, fill_price, commission, slippage_cost and "
+            "impact_cost must have the length of shares (n_tickers)"
+        )
     if n_trades < 0 or trades.shape[0] - n_trades < n:
         raise ValueError("trades must have room for n_tickers records after n_trades")
     if not np.isfinite(cash):
@@ -441,6 +457,7 @@ def execute_orders_nb(
     buy_ticker = np.empty(n, dtype=np.int64)
     n_buys = 0
     for i in range(n):
+        shares_after[i] = shares[i]
         trade_quantity[i] = 0.0
         fill_price[i] = np.nan
         commission[i] = 0.0
@@ -465,7 +482,7 @@ def execute_orders_nb(
         slippage_cost[i] = -quantity * reference * slippage
         impact_cost[i] = -quantity * reference * impact
         cash -= quantity * fill + fee
-        shares[i] = shares[i] + quantity
+        shares_after[i] = shares[i] + quantity
         _record_trade(
             trades[n_trades],
             date_index,
@@ -535,7 +552,7 @@ def execute_orders_nb(
         i = buy_ticker[b]
         quantity = trade_quantity[i]
         if quantity > 0.0:
-            shares[i] = shares[i] + quantity
+            shares_after[i] = shares[i] + quantity
             _record_trade(
                 trades[n_trades],
                 date_index,
@@ -566,6 +583,7 @@ def mark_to_close_nb(
     trade_quantity: np.ndarray,
     fill_price: np.ndarray,
     commission: np.ndarray,
+    previous_mark: np.ndarray,
     mark: np.ndarray,
     cash: float,
     pnl: np.ndarray,
@@ -575,7 +593,8 @@ def mark_to_close_nb(
     Arrays (n_tickers,): ``close_price`` of the session (NaN: none); ``reference_price``,
     ``trade_quantity``, ``fill_price``, ``commission``: the session's fills
     (:func:`execute_orders_nb`); ``shares_before`` / ``shares`` held before / after them;
-    ``mark`` the previous marks, UPDATED in place; ``pnl`` written in place.
+    ``previous_mark`` the marks before the session. Written in place: ``mark`` (may be
+    ``previous_mark`` itself, updated in place) and ``pnl``.
 
     mark = the close if finite, else the previous mark, else (never closed yet, but traded
     today) the reference price, else NaN. equity = cash + Σ shares × mark in column order,
@@ -585,31 +604,31 @@ def mark_to_close_nb(
     its share count is 0, so Σ pnl = the change of equity up to rounding.
     """
     n = shares.shape[0]
-    for values in (
-        close_price,
-        reference_price,
-        shares_before,
-        trade_quantity,
-        fill_price,
-        commission,
-        mark,
-        pnl,
+    if (
+        close_price.shape[0] != n
+        or reference_price.shape[0] != n
+        or shares_before.shape[0] != n
+        or trade_quantity.shape[0] != n
+        or fill_price.shape[0] != n
+        or commission.shape[0] != n
+        or previous_mark.shape[0] != n
+        or mark.shape[0] != n
+        or pnl.shape[0] != n
     ):
-        if values.shape[0] != n:
-            raise ValueError(
-                "close_price, reference_price, shares_before, trade_quantity, fill_price, "
-                "commission, mark and pnl must have the length of shares (n_tickers)"
-            )
+        raise ValueError(
+            "close_price, reference_price, shares_before, trade_quantity, fill_price, "
+            "commission, previous_mark, mark and pnl must have the length of shares (n_tickers)"
+        )
     equity = cash
     for i in range(n):
-        previous_mark = mark[i]
+        last_mark = previous_mark[i]
         current_mark = close_price[i]
         quantity = trade_quantity[i]
         if np.isfinite(current_mark):
             if current_mark <= 0.0:
                 raise ValueError("close_price must be positive where finite")
-        elif np.isfinite(previous_mark):
-            current_mark = previous_mark
+        elif np.isfinite(last_mark):
+            current_mark = last_mark
         elif quantity != 0.0:
             # Never closed yet, but traded today: the fill's reference price is the only
             # price known, and it keeps the position from valuing at NaN.
@@ -619,7 +638,7 @@ def mark_to_close_nb(
         held_before = shares_before[i]
         value = 0.0
         if held_before != 0.0:
-            value += held_before * (current_mark - previous_mark)
+            value += held_before * (current_mark - last_mark)
         if quantity != 0.0:
             value += quantity * (current_mark - fill_price[i]) - commission[i]
         pnl[i] = value
@@ -839,10 +858,10 @@ def _simulate(
     # space, not memory, and no second pass over the outputs is needed to count trades first.
     trades = np.empty(n_dates * n_tickers, dtype=TRADE_DTYPE)
 
-    # Per-ticker state carried from session to session, and one session's scratch.
-    position = initial_shares.copy()
-    shares_at_start = initial_shares.copy()  # C-contiguous, like the rows of shares_out
-    mark = initial_mark.copy()
+    # The state before row 0 (C-contiguous copies, like the output rows that carry it from
+    # session to session), and one session's scratch.
+    shares_at_start = initial_shares.copy()
+    mark_at_start = initial_mark.copy()
     order_quantity = np.empty(n_tickers)
     reference_price = np.empty(n_tickers)
 
@@ -850,9 +869,9 @@ def _simulate(
     # The orders decided at the close before row 0, from the state as stored.
     decide_orders_nb(
         initial_target,
-        position,
-        mark,
-        portfolio_value(cash, position, mark),
+        shares_at_start,
+        mark_at_start,
+        portfolio_value(cash, shares_at_start, mark_at_start),
         lot_size,
         False,
         order_quantity,
@@ -864,6 +883,10 @@ def _simulate(
         trade_row = trade_quantity_out[row]
         fill_row = fill_price_out[row]
         commission_row = commission_out[row]
+        # The state before the session: the previous rows of the outputs.
+        shares_before = shares_at_start if t == 0 else shares_out[t - 1]
+        mark_before = mark_at_start if t == 0 else mark_out[t - 1]
+        shares_now, mark_now = shares_out[t], mark_out[t]
 
         # 1. Fill the orders decided at the previous close.
         fill_reference_nb(open_price[t], close_price[t], fill_at, reference_price)
@@ -872,13 +895,14 @@ def _simulate(
             reference_price,
             daily_vol[t],
             adv_shares[t],
-            position,
+            shares_before,
             cash,
             commission_bps,
             slippage_bps,
             impact_coefficient,
             lot_size,
             allow_borrowing,
+            shares_now,
             trade_row,
             fill_row,
             commission_row,
@@ -890,21 +914,19 @@ def _simulate(
         )
 
         # 2. Mark to the close, attribute the day's pnl, and value the book.
-        shares_before = shares_at_start if t == 0 else shares_out[t - 1]
         equity = mark_to_close_nb(
             close_price[t],
             reference_price,
             shares_before,
-            position,
+            shares_now,
             trade_row,
             fill_row,
             commission_row,
-            mark,
+            mark_before,
+            mark_now,
             cash,
             pnl_out[t],
         )
-        shares_out[t, :] = position
-        mark_out[t, :] = mark
         # ``cash`` is a running sum over every trade of the run: its rounding error grows only
         # like n_trades × ulp(equity), ~1e-12 relative over decades, and the equity and pnl
         # identities hold per session regardless because both are computed from it.
@@ -912,7 +934,9 @@ def _simulate(
         equity_out[t] = equity
 
         # 3. Decide the next session's orders at this close.
-        decide_orders_nb(target_weight[t], position, mark, equity, lot_size, False, order_quantity)
+        decide_orders_nb(
+            target_weight[t], shares_now, mark_now, equity, lot_size, False, order_quantity
+        )
 
     return (
         shares_out,

@@ -230,25 +230,27 @@ def run_paper_book(
     order_dates: list[date] = []
     for t, session in enumerate(sessions.to_list()):
         fill_reference_nb(open_price[t], close_price[t], fill_at, reference)
-        shares_before = shares.copy()
+        shares_before, shares = shares, np.empty(n)
         fills = {name: np.empty(n) for name in _FILL_OUTPUTS}
         cash, n_fills = execute_orders_nb(
             pending,
             reference,
             daily_vol[t],
             adv_shares[t],
-            shares,
+            shares_before,
             cash,
             float(settings.commission_bps),
             float(settings.slippage_bps),
             float(settings.impact_coefficient),
             step,
             bool(settings.allow_borrowing),
+            shares,
             *fills.values(),
             records,
             0,
             t,
         )
+        mark_before, mark = mark, np.empty(n)
         equity = mark_to_close_nb(
             close_price[t],
             reference,
@@ -257,6 +259,7 @@ def run_paper_book(
             fills["filled_quantity"],
             fills["fill_price"],
             fills["commission"],
+            mark_before,
             mark,
             cash,
             pnl,
@@ -272,8 +275,8 @@ def run_paper_book(
                 "fill_price": fills["fill_price"],
                 "commission": fills["commission"],
                 "slippage_cost": fills["slippage_cost"] + fills["impact_cost"],
-                "shares": shares.copy(),
-                "mark_price": mark.copy(),
+                "shares": shares,
+                "mark_price": mark,
                 "position_value": np.where(shares != 0.0, shares * mark, 0.0),
                 "cash": np.full(n, cash),
                 "equity": np.full(n, equity),

@@ -367,7 +367,7 @@ def test_a_ticker_is_ordered_only_once_it_has_a_close_to_size_at() -> None:
 def test_a_position_never_closed_is_marked_at_its_fill_reference() -> None:
     # 50 shares bought at the open of 10 before any close (as a state can hold): the open is
     # the only price known, so equity is 500 + 50 × 10 = 1,000, not NaN.
-    mark, pnl = np.array([NAN]), np.empty(1)
+    previous_mark, mark, pnl = np.array([NAN]), np.empty(1), np.empty(1)
     equity = mark_to_close_nb(
         np.array([NAN]),  # close
         np.array([10.0]),  # reference price of the fill
@@ -376,6 +376,7 @@ def test_a_position_never_closed_is_marked_at_its_fill_reference() -> None:
         np.array([50.0]),  # trade quantity
         np.array([10.0]),  # fill price
         np.array([0.0]),  # commission
+        previous_mark,
         mark,
         500.0,
         pnl,
@@ -586,6 +587,7 @@ def _execute(
         impact_coefficient,
         lot_size,
         allow_borrowing,
+        shares,  # updated in place
         *rows.values(),
         trades,
         2,  # two records already written: the step appends after them
