@@ -1,4 +1,5 @@
-"""Execution: next-session orders from the target weights and a paper book that fills them."""
+"""Execution: next-session orders from the target weights and a paper book that fills them with
+the backtest's order step (:mod:`quant_assets.backtest.kernel`)."""
 
 from quant_assets.execution.orders import (
     BUY,

@@ -75,8 +75,6 @@ from quant_assets.settings import BacktestSettings
 
 _BOOK_STATE_REQUIRED = ("date", "ticker", "cash", "shares", "mark_price")
 _ORDER_STATE_REQUIRED = ("date", "ticker", "side", "quantity")
-# The order step's per-ticker outputs, in its argument order.
-_FILL_OUTPUTS = ("filled_quantity", "fill_price", "commission", "slippage_cost", "impact_cost")
 
 
 @dataclass(frozen=True)
@@ -231,7 +229,7 @@ def run_paper_book(
     for t, session in enumerate(sessions.to_list()):
         fill_reference_nb(open_price[t], close_price[t], fill_at, reference)
         shares_before, shares = shares, np.empty(n)
-        fills = {name: np.empty(n) for name in _FILL_OUTPUTS}
+        filled_quantity, fill_price, commission, slippage_cost, impact_cost = np.empty((5, n))
         cash, n_fills = execute_orders_nb(
             pending,
             reference,
@@ -245,7 +243,11 @@ def run_paper_book(
             step,
             bool(settings.allow_borrowing),
             shares,
-            *fills.values(),
+            filled_quantity,
+            fill_price,
+            commission,
+            slippage_cost,
+            impact_cost,
             records,
             0,
             t,
@@ -256,9 +258,9 @@ def run_paper_book(
             reference,
             shares_before,
             shares,
-            fills["filled_quantity"],
-            fills["fill_price"],
-            fills["commission"],
+            filled_quantity,
+            fill_price,
+            commission,
             mark_before,
             mark,
             cash,
@@ -266,15 +268,14 @@ def run_paper_book(
         )
         if n_fills:
             trade_parts.append(records[:n_fills].copy())
-        filled = fills["filled_quantity"] != 0.0
         book_parts.append(
             {
                 "order_quantity": pending,
-                "filled_quantity": fills["filled_quantity"],
-                "fill_reference_price": np.where(filled, reference, np.nan),
-                "fill_price": fills["fill_price"],
-                "commission": fills["commission"],
-                "slippage_cost": fills["slippage_cost"] + fills["impact_cost"],
+                "filled_quantity": filled_quantity,
+                "fill_reference_price": np.where(filled_quantity != 0.0, reference, np.nan),
+                "fill_price": fill_price,
+                "commission": commission,
+                "slippage_cost": slippage_cost + impact_cost,
                 "shares": shares,
                 "mark_price": mark,
                 "position_value": np.where(shares != 0.0, shares * mark, 0.0),
