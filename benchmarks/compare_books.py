@@ -147,6 +147,18 @@ def compare(name: str, bars: pl.DataFrame, positions: pl.DataFrame, settings) ->
 
     backtest_daily = daily(backtest.book, "trade_quantity", capital)
     paper_daily = daily(paper.book, "filled_quantity", capital)
+    paper_trades = getattr(paper, "trades", None)  # older paper books have none (nor impact)
+    if paper_trades is not None:
+        # The stored paper book folds impact into slippage_cost; its trades keep them apart.
+        impact = paper_trades.group_by("date").agg(pl.col("impact_cost").sum().alias("_impact"))
+        paper_daily = (
+            paper_daily.join(impact, on="date", how="left")
+            .with_columns(
+                (pl.col("slippage_cost") - pl.col("_impact").fill_null(0.0)).alias("slippage_cost"),
+                pl.col("_impact").fill_null(0.0).alias("impact_cost"),
+            )
+            .drop("_impact")
+        )
     gaps = backtest_daily.select("date", "equity").join(
         paper_daily.select("date", pl.col("equity").alias("paper_equity")), on="date"
     )
@@ -189,8 +201,8 @@ def print_table(results: list[dict]) -> None:
         )
     print(
         "\nturnover: mean daily Σ |traded shares × fill price| / previous equity. Sharpe: "
-        f"mean / std of daily returns × √{SESSIONS_PER_YEAR}. 'of which imp': the impact "
-        "the book reports apart (the paper book's rows fold it into slippage)."
+        f"mean / std of daily returns × √{SESSIONS_PER_YEAR}. slip+impact: slippage and "
+        "square-root impact; 'of which imp': the impact alone (0 where the book charges none)."
     )
 
 
