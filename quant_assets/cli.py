@@ -316,9 +316,10 @@ def inspect_signals(
     try:
         _settings(config)
         (symbol,) = validate_tickers([ticker])
-        kwargs = dict(start=_date(start, "--start"), end=_date(end, "--end"), tickers=[symbol])
-        signals = read_table(data_home(), "signals", **kwargs)
-        bars = read_table(data_home(), "bars", **kwargs).select("date", "ticker", "close")
+        first, last = _date(start, "--start"), _date(end, "--end")
+        signals = read_table(data_home(), "signals", start=first, end=last, tickers=[symbol])
+        bars = read_table(data_home(), "bars", start=first, end=last, tickers=[symbol])
+        bars = bars.select("date", "ticker", "close")
     except QuantAssetsError as exc:
         _fail(exc)
         return
@@ -354,9 +355,12 @@ def inspect_predictions(
     try:
         _settings(config)
         (symbol,) = validate_tickers([ticker])
-        kwargs = dict(start=_date(start, "--start"), end=_date(end, "--end"))
-        predictions = read_table(data_home(), "predictions", tickers=[symbol], **kwargs)
-        regimes = read_table(data_home(), "regimes", **kwargs).select("date", "regime_label")
+        first, last = _date(start, "--start"), _date(end, "--end")
+        predictions = read_table(
+            data_home(), "predictions", start=first, end=last, tickers=[symbol]
+        )
+        regimes = read_table(data_home(), "regimes", start=first, end=last)
+        regimes = regimes.select("date", "regime_label")
     except QuantAssetsError as exc:
         _fail(exc)
         return

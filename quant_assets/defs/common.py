@@ -54,10 +54,13 @@ def table_metadata(
     columns: tuple[schemas.Column, ...] | None,
     partition_expr: Any = PARTITION_EXPR,
     schema: str | None = None,
-    **extra: Any,
+    lookback_windows: int | None = None,
 ) -> dict:
-    """Metadata of a stored table: how the IO manager slices it, its DuckDB schema, its columns."""
-    metadata: dict = {**extra}
+    """Metadata of a stored table: how the IO manager slices it, its DuckDB schema, its columns
+    and (``lookback_windows``) how many date windows before a run's first it reads."""
+    metadata: dict = {}
+    if lookback_windows is not None:
+        metadata[LOOKBACK_METADATA] = lookback_windows
     if partition_expr is not None:
         metadata["partition_expr"] = partition_expr
     if schema is not None:
@@ -175,6 +178,11 @@ def model_registry(settings: Settings, warehouse: WarehouseResource, kind: str):
     mlflow_cfg = settings.models.mlflow
     home = Path(warehouse.database).parent
     return ModelRegistry(mlflow_cfg, home, experiment=f"{mlflow_cfg.experiment}/{kind}")
+
+
+def as_float(value: Any, default: float = 0.0) -> float:
+    """A polars aggregate (``Series.mean()``, ``.max()``...) as a float; ``default`` for None."""
+    return default if value is None else float(value)
 
 
 def markdown(frame: pl.DataFrame) -> str:

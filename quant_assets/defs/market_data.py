@@ -14,6 +14,7 @@ import dagster as dg
 from quant_assets import schemas
 from quant_assets.defs.common import (
     RunScope,
+    as_float,
     blocking_check,
     check_metadata,
     code_version,
@@ -183,8 +184,8 @@ def _quality_metadata(ingested: IngestedBars) -> dict:
     worst = partitions.sort("quality_score", "ticker", "window").head(_MAX_TABLE_ROWS)
     columns = ("ticker", "window", "rows", "missing_sessions", "extreme_spike_flag")
     return {
-        "quality_score_min": dg.MetadataValue.float(float(partitions["quality_score"].min())),
-        "quality_score_mean": dg.MetadataValue.float(float(partitions["quality_score"].mean())),
+        "quality_score_min": dg.MetadataValue.float(as_float(partitions["quality_score"].min())),
+        "quality_score_mean": dg.MetadataValue.float(as_float(partitions["quality_score"].mean())),
         "partitions_scored": partitions.height,
         "quality_scores_lowest": dg.MetadataValue.md(
             markdown(worst.select(*columns, "quality_score"))

@@ -145,7 +145,9 @@ def next_state_model_asset(settings: Settings) -> dg.AssetsDefinition:
         tables = [
             warehouse.read(t, end=cutoffs[-1]) for t in ("features", "signals", "regimes", "labels")
         ]
-        frame = training_frame(*tables, columns, settings.models.labels.horizons)
+        features, signals, regimes, labels = tables
+        horizons = settings.models.labels.horizons
+        frame = training_frame(features, signals, regimes, labels, columns, horizons)
         registry = model_registry(settings, warehouse, "next_state")
         champion = _previous_champion(warehouse, cutoffs[0])
         out = train_cutoffs(
@@ -240,8 +242,10 @@ def predictions_asset(settings: Settings) -> dg.AssetsDefinition:
         record of the gate: never a model trained on later data); dates in the newest window
         — the daily update — use the version behind ``@champion`` in MLflow."""
         scope = RunScope.of(context)
-        rows = _model_input_rows(features, signals, regimes, columns)
-        out, used = _predict(settings, warehouse, next_state_model, rows, scope, live_key, columns)
+        inputs = (features, signals, regimes)
+        out, used = _predict(
+            settings, warehouse, next_state_model, inputs, scope, live_key, columns
+        )
         report = validate_predictions(out, list(STATE_NAMES), list(STATE_PROB_COLUMNS))
         models_used = "; ".join(f"{k}: {v}" for k, v in used.items()) or "-"
         metadata = {"rows": out.height, "models_used": models_used}
@@ -250,10 +254,13 @@ def predictions_asset(settings: Settings) -> dg.AssetsDefinition:
     return predictions
 
 
-def _predict(settings, warehouse, model_rows, rows, scope, live_key, columns):
-    """Walk the cut-off windows: each date's rows predicted by the champion as of its window
-    (the live window by the MLflow ``@champion``); the conformed frame and the models used."""
-    from quant_assets.models.next_state import predict_walk_forward
+def _predict(settings, warehouse, model_rows, inputs, scope, live_key, columns):
+    """Walk the cut-off windows: each date's rows (features, signals and regimes joined)
+    predicted by the champion as of its window (the live window by the MLflow
+    ``@champion``); the conformed frame and the models used."""
+    from quant_assets.models.next_state import model_input_rows, predict_walk_forward
+
+    rows = model_input_rows(*inputs, columns)
 
     registry = model_registry(settings, warehouse, "next_state")
     model_name = settings.models.mlflow.registered_model
@@ -269,12 +276,6 @@ def _predict(settings, warehouse, model_rows, rows, scope, live_key, columns):
     if predicted_rows is None:
         return pl.DataFrame(schema={c.name: c.dtype for c in schemas.PREDICTIONS}), used
     return schemas.conform(predicted_rows, schemas.PREDICTIONS), used
-
-
-def _model_input_rows(features, signals, regimes, columns):
-    from quant_assets.models.next_state import model_input_rows
-
-    return model_input_rows(features, signals, regimes, columns)
 
 
 def _predictions_check() -> dg.AssetCheckSpec:

@@ -13,7 +13,6 @@ import polars as pl
 from quant_assets import schemas
 from quant_assets.defs.automation import follows_inputs
 from quant_assets.defs.common import (
-    LOOKBACK_METADATA,
     RunScope,
     blocking_check,
     checked_output,
@@ -137,7 +136,7 @@ def regimes_asset(settings: Settings) -> dg.AssetsDefinition:
             group_name=GROUP,
             code_version=regime_version(settings),
             metadata=table_metadata(
-                schemas.REGIMES, partition_expr="date", **{LOOKBACK_METADATA: lookback}
+                schemas.REGIMES, partition_expr="date", lookback_windows=lookback
             ),
             automation_condition=follows_inputs(),
             ins={"regime_model": dg.AssetIn(partition_mapping=same_or_earlier)},

@@ -12,7 +12,6 @@ import polars as pl
 from quant_assets import schemas
 from quant_assets.defs.automation import follows_inputs
 from quant_assets.defs.common import (
-    LOOKBACK_METADATA,
     RunScope,
     blocking_check,
     checked_output,
@@ -20,7 +19,7 @@ from quant_assets.defs.common import (
     table_asset,
     table_metadata,
 )
-from quant_assets.defs.partitions import lookback_mapping, ticker_date_partitions
+from quant_assets.defs.partitions import by_date, lookback_mapping, ticker_date_partitions
 from quant_assets.defs.resources import WarehouseResource
 from quant_assets.features.build import build_features, feature_columns, lookback_periods
 from quant_assets.providers.base import available_columns
@@ -46,17 +45,16 @@ _FEATURES_CHECK = (
 def features_asset(settings: Settings) -> dg.AssetsDefinition:
     schema = schemas.features_schema(settings.features)
     lookback = lookback_periods(settings.features, settings.universe.partition_grain)
-    by_date = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="date")
 
     @dg.asset(
         **table_asset(
             partitions_def=ticker_date_partitions(settings.universe),
             group_name=GROUP,
             code_version=code_version(settings.features),
-            metadata=table_metadata(schema, **{LOOKBACK_METADATA: lookback}),
+            metadata=table_metadata(schema, lookback_windows=lookback),
             automation_condition=follows_inputs(),
             ins={"bars": dg.AssetIn(partition_mapping=lookback_mapping(lookback))},
-            deps=[dg.AssetDep("benchmark_bars", partition_mapping=by_date)],
+            deps=[dg.AssetDep("benchmark_bars", partition_mapping=by_date())],
             check_specs=[blocking_check("features", "features_finite", _FEATURES_CHECK)],
         )
     )

@@ -143,7 +143,9 @@ def build_universe_sensor(settings: Settings) -> dg.SensorDefinition:
         context.log.info(f"universe change: added {added or '-'}, removed {removed or '-'}")
         run_requests = []
         if existing:  # the first sync of a fresh instance is not a change of the universe
-            subset = universe_backfill(context.repository_def.asset_graph, added, after, strategies)
+            assert context.repository_def is not None  # sensors always run in a repository
+            graph = context.repository_def.asset_graph
+            subset = universe_backfill(graph, added, after, strategies)
             if subset.num_partitions_and_non_partitioned_assets:
                 run_requests.append(
                     backfill_run_request(
@@ -191,7 +193,7 @@ def changed_windows(before: dict[str, str], after: dict[str, str]) -> list[str]:
 
 
 def rectangles(
-    changed: dict[str, list[str]], window_order: list[str], ticker_order: list[str]
+    changed: dict[str, list[str]], window_order: Sequence[str], ticker_order: list[str]
 ) -> list[tuple[str, str, list[str]]]:
     """Group changed (window, ticker) pairs into (first window, last window, tickers)
     rectangles: contiguous windows per ticker, then contiguous tickers sharing a span."""
@@ -207,8 +209,8 @@ def rectangles(
     rank = {t: i for i, t in enumerate(ticker_order)}
     for (first, last), tickers in sorted(spans.items()):
         ordered = sorted(tickers, key=lambda t: rank[t])
-        for _, run in itertools.groupby(enumerate(ordered), lambda pair: rank[pair[1]] - pair[0]):
-            out.append((first, last, [t for _, t in run]))
+        for _, named in itertools.groupby(enumerate(ordered), lambda pair: rank[pair[1]] - pair[0]):
+            out.append((first, last, [t for _, t in named]))
     return out
 
 
@@ -292,7 +294,7 @@ def scan_folder(
 
 def file_run_requests(
     changed: dict[str, list[str]],
-    window_order: list[str],
+    window_order: Sequence[str],
     ticker_order: list[str],
     benchmark: str,
 ) -> list[dg.RunRequest]:

@@ -20,6 +20,7 @@ from quant_assets import schemas
 from quant_assets.defs.automation import follows_inputs
 from quant_assets.defs.common import (
     RunScope,
+    as_float,
     blocking_check,
     checked_output,
     code_version,
@@ -166,8 +167,8 @@ def alpha_scores_asset(facts: StrategyFacts) -> dg.AssetsDefinition:
         out = scope.own_tickers(scores)
         metadata = {
             "rows": out.height,
-            "mean_confidence": round(float(out["confidence"].mean() or 0.0), 4),
-            "mean_disagreement": round(float(out["disagreement"].mean() or 0.0), 4),
+            "mean_confidence": round(as_float(out["confidence"].mean()), 4),
+            "mean_disagreement": round(as_float(out["disagreement"].mean()), 4),
         }
         report = validate_alpha_scores(scores)
         yield from checked_output("alpha_scores_valid", report, out, metadata, scope=scope)
@@ -254,8 +255,8 @@ def _positions_metadata(out: pl.DataFrame, rows: pl.DataFrame) -> dict:
     states = per_date.group_by("breaker_state").len().sort("breaker_state")
     return {
         "rows": out.height,
-        "mean_gross_exposure": round(float(per_date["gross_exposure"].mean() or 0), 4),
-        "max_gross_exposure": round(float(per_date["gross_exposure"].max() or 0), 4),
+        "mean_gross_exposure": round(as_float(per_date["gross_exposure"].mean()), 4),
+        "max_gross_exposure": round(as_float(per_date["gross_exposure"].max()), 4),
         "breaker_sessions": ", ".join(f"{k}={n}" for k, n in states.iter_rows()),
         "final_paper_drawdown": round(float(per_date["paper_drawdown"][-1]), 4)
         if per_date.height
@@ -306,8 +307,12 @@ def backtest_asset(facts: StrategyFacts) -> dg.AssetsDefinition:
         )
         require_cross_section(positions, scope.within(bars), positions_key)
         targets = positions.select("date", "ticker", "target_weight")
-        run = dict(start=scope.rect.start, state=state, tickers=facts.tickers)
-        result = domain_call(key, lambda: run_book(bars, targets, settings, **run))
+        result = domain_call(
+            key,
+            lambda: run_book(
+                bars, targets, settings, start=scope.rect.start, state=state, tickers=facts.tickers
+            ),
+        )
         out = scope.own_tickers(result.book)
         metadata = _book_metadata(out, result.book, result.trades)
         report = validate_backtest(result.book)
@@ -323,7 +328,7 @@ def _book_metadata(out: pl.DataFrame, book: pl.DataFrame, trades: pl.DataFrame) 
         "trades": trades.height,
         "start_equity": round(float(daily["equity"][0]), 2) if daily.height else 0.0,
         "end_equity": round(float(daily["equity"][-1]), 2) if daily.height else 0.0,
-        "commission": round(float(trades["commission"].sum() or 0), 2),
+        "commission": round(as_float(trades["commission"].sum()), 2),
     }
 
 

@@ -44,11 +44,12 @@ def require_continuity(
     if rect.start <= first_start:
         return
     last = rows["date"].max() if not rows.is_empty() else None
-    if last is None or not isinstance(last, date) or last < previous_window:
+    if not isinstance(last, date) or last < previous_window:
+        stored = last.isoformat() if isinstance(last, date) else "none"
         raise dg.Failure(
             description=(
                 f"{what} for {rect.start} continues from the book at the close before it, "
-                f"which is not stored (last stored date: {last or 'none'}); materialise the "
+                f"which is not stored (last stored date: {stored}); materialise the "
                 f"window {previous_window} first (ranges run in order)"
             )
         )

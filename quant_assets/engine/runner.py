@@ -52,7 +52,7 @@ def run_failure_text(result: dg.ExecuteInProcessResult) -> tuple[str | None, lis
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             data = event.event_specific_data
-            if data is not None and not data.passed:
+            if isinstance(data, dg.AssetCheckEvaluation) and not data.passed:
                 checks.append(f"{data.asset_key.to_user_string()}:{data.check_name}")
     messages = []
     for event in result.get_step_failure_events():

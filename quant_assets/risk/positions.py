@@ -45,7 +45,6 @@ from quant_assets.names import SESSIONS_PER_YEAR
 from quant_assets.risk.measures import fit_gpd_tail, portfolio_tail_risk
 from quant_assets.settings import RiskSettings, SizingSettings, StrategySettings
 
-TRADING_DAYS = SESSIONS_PER_YEAR  # the annualisation convention, declared once in names
 BREAKER_STATES = ("normal", "defensive", "frozen", "recovery", "killed")
 DECISIONS = ("EXECUTE_BUY", "EXECUTE_SELL", "HOLD", "REJECT")
 _EPS = 1e-12
@@ -185,7 +184,7 @@ def _annualised_vol(window_returns: np.ndarray, weights: np.ndarray) -> float:
     """√(wᵀΣw · 252) with Σ the window's sample covariance (= std of the window's book returns)."""
     if len(window_returns) < 2:
         return 0.0
-    return float(np.std(window_returns @ weights, ddof=1)) * math.sqrt(TRADING_DAYS)
+    return float(np.std(window_returns @ weights, ddof=1)) * math.sqrt(SESSIONS_PER_YEAR)
 
 
 def _assemble(
@@ -263,7 +262,7 @@ def _allocate(
 
 
 def _kelly(alpha: np.ndarray, sigma: np.ndarray, sizing: SizingSettings) -> np.ndarray:
-    rf_daily = sizing.risk_free_rate / TRADING_DAYS
+    rf_daily = sizing.risk_free_rate / SESSIONS_PER_YEAR
     mu = sizing.information_coefficient * alpha * sigma
     with np.errstate(invalid="ignore", divide="ignore"):
         kelly = sizing.kelly_fraction * (mu - rf_daily) / sigma**2
