@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -63,6 +63,16 @@ def write_project(
     for (ticker,), frame in bars.group_by("ticker"):
         frame.drop("ticker").write_csv(drop / f"{ticker}.csv")
     return Project(config_dir, drop, home, list(tickers), benchmark)
+
+
+def weekdays(first: date, count: int) -> list[date]:
+    """``count`` consecutive weekdays from ``first`` (test calendars without holidays)."""
+    days, day = [], first
+    while len(days) < count:
+        if day.weekday() < 5:
+            days.append(day)
+        day += timedelta(days=1)
+    return days
 
 
 FAST_REGIMES = {

@@ -26,6 +26,7 @@ from quant_assets.settings import (
     RiskSettings,
     StrategySettings,
 )
+from quant_assets_tests.conftest import weekdays
 
 TICKERS = ["BBB", "AAA", "CCC"]  # unsorted, as a caller may pass them
 SIGNAL_NAMES = ("trend_alpha", "mean_rev_alpha", "vol_alpha", "rel_strength_alpha")
@@ -57,15 +58,6 @@ def dtypes(columns: tuple[schemas.Column, ...]) -> dict[str, pl.DataType]:
 def assert_matches(frame: pl.DataFrame, columns: tuple[schemas.Column, ...]) -> None:
     assert frame.columns == [c.name for c in columns]
     assert dict(frame.schema) == dtypes(columns)
-
-
-def weekdays(first: date, count: int) -> list[date]:
-    days, day = [], first
-    while len(days) < count:
-        if day.weekday() < 5:
-            days.append(day)
-        day += timedelta(days=1)
-    return days
 
 
 DAYS = weekdays(date(2024, 1, 2), 80)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ from quant_assets.backtest.book import (
     run_book,
 )
 from quant_assets.settings import BacktestSettings
+from quant_assets_tests.conftest import weekdays
 
 TICKERS = ["BBB", "AAA", "CCC"]  # deliberately unsorted: the kernel's column order
 SETTINGS = BacktestSettings(
@@ -32,19 +33,10 @@ SETTINGS = BacktestSettings(
 START = date(2024, 2, 1)
 
 
-def _weekdays(first: date, count: int) -> list[date]:
-    days, day = [], first
-    while len(days) < count:
-        if day.weekday() < 5:
-            days.append(day)
-        day += timedelta(days=1)
-    return days
-
-
 def make_bars(n_days: int = 60, seed: int = 1) -> pl.DataFrame:
     """Seeded random-walk bars from 2024-01-02, with a few missing opens, volumes and closes."""
     rng = np.random.default_rng(seed)
-    days = _weekdays(date(2024, 1, 2), n_days)
+    days = weekdays(date(2024, 1, 2), n_days)
     rows = []
     for ticker in TICKERS:
         close = 50 * np.exp(np.cumsum(rng.normal(0, 0.02, n_days)))

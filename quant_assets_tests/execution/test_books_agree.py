@@ -8,7 +8,7 @@ within the strategy's caps or the strategy's own sizing engine on random alpha s
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from quant_assets.backtest.book import BookResult, BookState, run_book
 from quant_assets.execution import PaperBookState, PaperResult, run_paper_book
 from quant_assets.risk import PositionState, size_positions
 from quant_assets.settings import REPO_ROOT, BacktestSettings, StrategySettings, load_settings
+from quant_assets_tests.conftest import weekdays
 
 CONFIG_DIR = REPO_ROOT / "configs"
 STRATEGIES = sorted(path.stem for path in Path(CONFIG_DIR, "strategies").glob("*.yaml"))
@@ -28,16 +29,7 @@ SESSIONS = 252  # about a year
 RTOL = 1e-9
 
 
-def _weekdays(first: date, count: int) -> list[date]:
-    days, day = [], first
-    while len(days) < count:
-        if day.weekday() < 5:
-            days.append(day)
-        day += timedelta(days=1)
-    return days
-
-
-DAYS = _weekdays(date(2021, 1, 4), LOOK_BACK + SESSIONS)
+DAYS = weekdays(date(2021, 1, 4), LOOK_BACK + SESSIONS)
 START = DAYS[LOOK_BACK]
 
 
