@@ -591,10 +591,10 @@ class DailyScheduleSettings(_Strict):
 
 
 class SensorSettings(_Strict):
-    """How often the file and universe sensors look for changes."""
+    """Whether a sensor runs by default and how often it ticks."""
 
     enabled: bool = True
-    minimum_interval_seconds: Annotated[int, Field(ge=5, le=86_400)] = 60
+    minimum_interval_seconds: Annotated[int, Field(ge=5, le=86_400)] = 15
 
 
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
@@ -624,9 +624,10 @@ class OperationsSettings(_Strict):
     """``operations.yaml``: the daily schedule, sensors, declarative automation and alerts."""
 
     schedule: DailyScheduleSettings = DailyScheduleSettings()
-    file_sensor: SensorSettings = SensorSettings()
-    universe_sensor: SensorSettings = SensorSettings(minimum_interval_seconds=30)
-    automation_interval_seconds: Annotated[int, Field(ge=5, le=3600)] = 30
+    # The converge sensor: universe.yaml, the drop folder and the graph's own state.
+    converge: SensorSettings = SensorSettings()
+    # The eager automation sensor: an alternative to converge (latest windows only), off.
+    automation: SensorSettings = SensorSettings(enabled=False, minimum_interval_seconds=30)
     alerts: AlertSettings = AlertSettings()
 
 

@@ -42,11 +42,20 @@ def follows_inputs(ignore: Sequence[dg.AssetKey | str] = ()) -> dg.AutomationCon
 
 
 def build_automation_sensor(settings: Settings) -> dg.AutomationConditionSensorDefinition:
-    """The sensor that evaluates the conditions (running by default under ``dagster dev``)."""
+    """The sensor that evaluates the conditions: stopped by default (``operations.yaml``
+    ``automation.enabled``), because the ``converge`` sensor keeps the whole graph current
+    and the two would race for the latest window."""
+    config = settings.operations.automation
     return dg.AutomationConditionSensorDefinition(
         AUTOMATION_SENSOR,
         target=dg.AssetSelection.all(),
-        minimum_interval_seconds=settings.operations.automation_interval_seconds,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Materialises every asset whose inputs were updated (AutomationCondition).",
+        minimum_interval_seconds=config.minimum_interval_seconds,
+        default_status=(
+            dg.DefaultSensorStatus.RUNNING if config.enabled else dg.DefaultSensorStatus.STOPPED
+        ),
+        description=(
+            "Materialises the latest window of every asset whose inputs were updated "
+            "(AutomationCondition.eager). Off by default: the converge sensor does this for "
+            "every window; do not run both."
+        ),
     )

@@ -33,6 +33,9 @@ WAREHOUSE_IO_MANAGER = "warehouse_io_manager"
 # Tags the graph carries so the run plan, the automation and the sensors read facts from the
 # assets instead of lists of names (see quant_assets/engine/plan.py).
 CUTOFF_MODEL_TAG = "quant_assets/cutoff_model"  # trained per cut-off: never retrained daily
+# Each window continues from the stored state of the window before (a book, a filter):
+# a change of one window reaches every later one (engine/convergence.py reads it).
+PATH_DEPENDENT_TAG = "quant_assets/path_dependent"
 LOOKBACK_METADATA = "lookback_windows"  # date windows a run reads before its first
 TABLE_SCHEMA_METADATA = "schema"  # the DuckDB schema of the table (default: market)
 _T = TypeVar("_T")
@@ -79,6 +82,7 @@ def table_asset(
     automation_condition: dg.AutomationCondition | None,
     kinds: Sequence[str] = ("duckdb", "polars"),
     cutoff_model: bool = False,
+    path_dependent: bool = False,
     **decorator: Any,
 ) -> dict:
     """The ``@dg.asset`` arguments every stored table shares: range runs (single-run
@@ -93,9 +97,19 @@ def table_asset(
         "code_version": code_version,
         "metadata": metadata,
         "automation_condition": automation_condition,
-        "tags": {CUTOFF_MODEL_TAG: "true"} if cutoff_model else None,
+        "tags": asset_tags(cutoff_model=cutoff_model, path_dependent=path_dependent),
         **decorator,
     }
+
+
+def asset_tags(*, cutoff_model: bool = False, path_dependent: bool = False) -> dict | None:
+    """The tags the run plan and the convergence closure read (None when neither applies)."""
+    tags = {}
+    if cutoff_model:
+        tags[CUTOFF_MODEL_TAG] = "true"
+    if path_dependent:
+        tags[PATH_DEPENDENT_TAG] = "true"
+    return tags or None
 
 
 def blocking_check(asset: str | dg.AssetKey, name: str, description: str) -> dg.AssetCheckSpec:

@@ -26,6 +26,7 @@ from quant_assets.defs.automation import follows_inputs
 from quant_assets.defs.common import (
     WAREHOUSE_IO_MANAGER,
     RunScope,
+    asset_tags,
     blocking_check,
     checked_output,
     code_version,
@@ -69,6 +70,7 @@ def _out_args(strategy: StrategySettings, columns, description: str) -> dict:
         description=description,
         # It follows the positions; the bars it reads arrive with them.
         automation_condition=follows_inputs(ignore=["bars"]),
+        tags=asset_tags(path_dependent=True),  # the paper book continues from its stored state
     )
 
 

@@ -139,6 +139,7 @@ def regimes_asset(settings: Settings) -> dg.AssetsDefinition:
                 schemas.REGIMES, partition_expr="date", lookback_windows=lookback
             ),
             automation_condition=follows_inputs(),
+            path_dependent=True,  # the filter recursion runs from the model's burn-in on
             ins={"regime_model": dg.AssetIn(partition_mapping=same_or_earlier)},
             deps=["benchmark_bars"],
             check_specs=[blocking_check("regimes", "regimes_valid", _REGIMES_CHECK)],

@@ -2,8 +2,9 @@
 
 The schedules only request the roots: ``bars`` for every ticker in one run, and
 ``benchmark_bars`` (one schedule each: a schedule targets one partitions definition).
-Everything downstream follows by declarative automation (:mod:`quant_assets.defs.automation`),
-so the UI shows, per asset, why it ran.
+Everything downstream follows through the ``converge`` sensor (:mod:`quant_assets.defs.sensors`):
+the new window's bars are newer than what reads them, so it runs the stale windows downstream
+(and a model whose cut-off window has just opened), one range run per partitions definition.
 
 Partitions are date *windows* (month or year, see partitions.py), so "the new trading date"
 is the window holding it, capped at that session by the :data:`SESSION_TAG` run tag: a run
@@ -92,13 +93,16 @@ def _multi_key(window: str, ticker: str) -> str:
 def build_daily_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
     """``daily_update`` (bars, the whole universe in one run) and ``daily_benchmark_update``
     (benchmark_bars), on the same tick: a Dagster schedule targets one partitions definition.
-    Running by default when ``operations.yaml: schedule.enabled``."""
+    Running by default when ``operations.yaml: schedule.enabled``, except with the files
+    provider alone (the converge sensor ingests the folder as it changes)."""
     calendar = settings.universe.calendar
     config = settings.operations.schedule
     when = close_schedule(calendar, config.minutes_after_close)
-    status = (
-        dg.DefaultScheduleStatus.RUNNING if config.enabled else dg.DefaultScheduleStatus.STOPPED
-    )
+    # With the files provider alone, the converge sensor ingests the folder as files change:
+    # a schedule re-ingesting the same files would only recompute the latest window twice.
+    files_only = settings.providers.provider == "files" and not settings.providers.fallback
+    running = config.enabled and not (files_only and settings.operations.converge.enabled)
+    status = dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED
     when_text = f"After each {calendar} session ({when.close:%H:%M} {when.timezone} close + " + (
         f"{config.minutes_after_close} min)"
     )

@@ -1,10 +1,19 @@
-"""Sensors: react to universe edits, new or changed files, and failed runs.
+"""Sensors: keep the graph complete and current, and record failures.
 
-- ``universe_sync``: keeps the dynamic ``ticker`` partitions equal to ``universe.yaml`` (re-read
-  every tick) and requests a backfill of what a universe change invalidates.
-- ``drop_folder``: requests exactly the (date window, ticker) partitions of ``bars`` (and
-  ``benchmark_bars``) whose rows in the files provider's folder are new or changed, by
-  content hash, with a cursor so nothing runs twice.
+- ``converge``: each tick keeps the dynamic ``ticker`` partitions equal to ``universe.yaml``
+  (re-read every tick), ingests new or changed files of the files provider's folder (content
+  hashes per date window in the cursor; a file failing the blocking bar rules is refused and
+  recorded), and launches the next range run that brings the graph to complete and current
+  (:mod:`quant_assets.engine.convergence`): missing partitions whose inputs exist (a fresh
+  deployment, a new ticker, a new model cut-off), partitions older than an input, and
+  everything that reads them. One run at a time, each one partitions definition over one
+  rectangle, like ``quant-assets materialize``; it waits while any run is in progress.
+
+  Why not a Dagster backfill: the backfill daemon splits a multi-partition subset into one
+  run per key of its smaller dimension (``get_partition_key_ranges`` in
+  dagster/_core/definitions/partitions/subset/default.py), i.e. per ticker or per window,
+  launched side by side: slow at 500 tickers and wrong for the strategies, which decide
+  across tickers and continue each window from the one before.
 - ``run_failures``: records every failed run under ``$QUANT_ASSETS_HOME/alerts`` and, when
   configured, posts it to a webhook whose URL comes from an environment variable.
 """
@@ -12,36 +21,40 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import tenacity
 
-from quant_assets.dagster_internals import (
-    AssetGraphSubset,
-    AssetKeyPartitionKey,
-    backfill_run_request,
-)
-from quant_assets.defs.common import CUTOFF_MODEL_TAG
 from quant_assets.defs.partitions import (
-    DATE_DIMENSION,
     TICKER_DIMENSION,
     TICKER_PARTITIONS,
+    next_window_start,
     window_start_of,
+)
+from quant_assets.engine.convergence import (
+    GraphView,
+    Parts,
+    Step,
+    convergence_target,
+    graph_state,
+    next_step,
+    parts_of,
+    runs_in_progress,
+    step_run_request,
 )
 from quant_assets.errors import ProviderError, QuantAssetsError
 from quant_assets.settings import AlertSettings, Settings, load_settings
 from quant_assets.tickers import TICKER_PATTERN
 
-UNIVERSE_SENSOR = "universe_sync"
-FILE_SENSOR = "drop_folder"
+CONVERGE_SENSOR = "converge"
 FAILURE_SENSOR = "run_failures"
 ALERTS_DIR = "alerts"
 FAILURE_LOG = "run_failures.jsonl"
@@ -63,103 +76,6 @@ def universe_partition_requests(
     if to_delete:
         requests.append(TICKER_PARTITIONS.build_delete_request(to_delete))
     return requests
-
-
-def universe_backfill(
-    asset_graph, added: Sequence[str], tickers_after: Sequence[str], strategy_prefixes: set[str]
-) -> AssetGraphSubset:
-    """What a universe change invalidates, as one backfill.
-
-    A new ticker needs its own history in every per-ticker asset below ``bars`` (bars,
-    features, signals, labels, predictions). Every strategy asset reads the whole
-    cross-section, so its whole history changes with the universe (added or removed
-    tickers): all of its partitions. The global models are not refitted (they were trained
-    on the universe of their cut-off; refit them explicitly if wanted).
-    """
-    partitions: set[AssetKeyPartitionKey] = set()
-    below_bars = asset_graph.get(dg.AssetKey("bars")).child_keys
-    keys = _descendants(asset_graph, dg.AssetKey("bars"), below_bars)
-    for key in sorted(keys | {dg.AssetKey("bars")}, key=lambda k: k.to_user_string()):
-        node = asset_graph.get(key)
-        if node.tags.get(CUTOFF_MODEL_TAG) == "true" or not node.is_materializable:
-            continue
-        in_strategy = key.path[0] in strategy_prefixes
-        if not in_strategy and not added:
-            continue
-        partitions_def = node.partitions_def
-        if partitions_def is None:
-            partitions.add(AssetKeyPartitionKey(key, None))
-            continue
-        if isinstance(partitions_def, dg.MultiPartitionsDefinition):
-            date_def = partitions_def.get_partitions_def_for_dimension(DATE_DIMENSION)
-            tickers = tickers_after if in_strategy else added
-            for window, ticker in itertools.product(date_def.get_partition_keys(), tickers):
-                multi = dg.MultiPartitionKey({DATE_DIMENSION: window, TICKER_DIMENSION: ticker})
-                partitions.add(AssetKeyPartitionKey(key, multi))
-        elif in_strategy:
-            for window in partitions_def.get_partition_keys():
-                partitions.add(AssetKeyPartitionKey(key, window))
-    return AssetGraphSubset.from_asset_partition_set(partitions, asset_graph)
-
-
-def _descendants(asset_graph, root: dg.AssetKey, children: Iterable[dg.AssetKey]) -> set:
-    seen: set[dg.AssetKey] = set()
-    stack = list(children)
-    while stack:
-        key = stack.pop()
-        if key in seen or key == root:
-            continue
-        seen.add(key)
-        stack.extend(asset_graph.get(key).child_keys)
-    return seen
-
-
-def build_universe_sensor(settings: Settings) -> dg.SensorDefinition:
-    config = settings.operations.universe_sensor
-    strategies = set(settings.strategies)
-
-    @dg.sensor(
-        name=UNIVERSE_SENSOR,
-        # What its backfills may target (Dagster requires it for backfill requests).
-        asset_selection=dg.AssetSelection.assets("bars").downstream(),
-        minimum_interval_seconds=config.minimum_interval_seconds,
-        default_status=_status(config.enabled),
-        description=(
-            "Adds/removes ticker partitions so they match universe.yaml (re-read each tick) and "
-            "backfills a new ticker's history and every strategy's cross-section."
-        ),
-    )
-    def universe_sync(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        # Re-read the YAML on every tick: editing universe.yaml needs no code reload. A
-        # malformed edit (bad ticker, bad YAML) fails the tick with the file, key and rule.
-        wanted = load_settings(settings.config_dir).universe.tickers
-        existing = list(context.instance.get_dynamic_partitions(TICKER_DIMENSION))
-        requests = universe_partition_requests(wanted, existing)
-        if not requests:
-            return dg.SensorResult(skip_reason="ticker partitions match universe.yaml")
-        added = [t for t in wanted if t not in set(existing)]
-        removed = [t for t in existing if t not in set(wanted)]
-        after = [t for t in existing if t in set(wanted)] + added  # partition order
-        context.log.info(f"universe change: added {added or '-'}, removed {removed or '-'}")
-        run_requests = []
-        if existing:  # the first sync of a fresh instance is not a change of the universe
-            assert context.repository_def is not None  # sensors always run in a repository
-            graph = context.repository_def.asset_graph
-            subset = universe_backfill(graph, added, after, strategies)
-            if subset.num_partitions_and_non_partitioned_assets:
-                run_requests.append(
-                    backfill_run_request(
-                        subset,
-                        tags={
-                            "quant_assets/launched_by": UNIVERSE_SENSOR,
-                            "quant_assets/tickers_added": ",".join(added) or "-",
-                            "quant_assets/tickers_removed": ",".join(removed) or "-",
-                        },
-                    )
-                )
-        return dg.SensorResult(dynamic_partitions_requests=requests, run_requests=run_requests)
-
-    return universe_sync
 
 
 # --- drop folder ---------------------------------------------------------------------------
@@ -192,84 +108,40 @@ def changed_windows(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return sorted(w for w in set(before) | set(after) if before.get(w) != after.get(w))
 
 
-def rectangles(
-    changed: dict[str, list[str]], window_order: Sequence[str], ticker_order: list[str]
-) -> list[tuple[str, str, list[str]]]:
-    """Group changed (window, ticker) pairs into (first window, last window, tickers)
-    rectangles: contiguous windows per ticker, then contiguous tickers sharing a span."""
-    spans: dict[tuple[str, str], list[str]] = {}
-    position = {w: i for i, w in enumerate(window_order)}
-    for ticker, windows in changed.items():
-        indexes = sorted(position[w] for w in windows if w in position)
-        for _, run in itertools.groupby(enumerate(indexes), lambda pair: pair[1] - pair[0]):
-            block = [i for _, i in run]
-            span = (window_order[block[0]], window_order[block[-1]])
-            spans.setdefault(span, []).append(ticker)
-    out = []
-    rank = {t: i for i, t in enumerate(ticker_order)}
-    for (first, last), tickers in sorted(spans.items()):
-        ordered = sorted(tickers, key=lambda t: rank[t])
-        for _, named in itertools.groupby(enumerate(ordered), lambda pair: rank[pair[1]] - pair[0]):
-            out.append((first, last, [t for _, t in named]))
-    return out
-
-
-def build_file_sensor(settings: Settings) -> dg.SensorDefinition | None:
-    """The drop-folder sensor, or None when the files provider is not in use."""
-    from quant_assets.defs.partitions import date_partitions
-
-    files = settings.providers.files
+def files_sensor_in_use(settings: Settings) -> bool:
+    """Whether the drop-folder sensor exists: the files provider is in the chain."""
     in_use = {settings.providers.provider, *getattr(settings.providers, "fallback", [])}
-    if files is None or "files" not in in_use:
-        return None
-    folder = files.path
-    config = settings.operations.file_sensor
-    universe = settings.universe
-    grain = universe.partition_grain
-    windows_def = date_partitions(universe)
-    benchmark = universe.benchmark
+    return settings.providers.files is not None and "files" in in_use
 
-    @dg.sensor(
-        name=FILE_SENSOR,
-        asset_selection=dg.AssetSelection.assets("bars", "benchmark_bars"),
-        minimum_interval_seconds=config.minimum_interval_seconds,
-        default_status=_status(config.enabled),
-        description=(
-            f"Watches {folder}: requests exactly the (window, ticker) partitions of bars and "
-            "benchmark_bars whose rows are new or changed (content hashes in the cursor)."
-        ),
-    )
-    def drop_folder(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        cursor = json.loads(context.cursor) if context.cursor else {"files": {}, "windows": {}}
-        tickers = set(load_settings(settings.config_dir).universe.tickers)
-        order = [
-            t for t in context.instance.get_dynamic_partitions(TICKER_DIMENSION) if t in tickers
-        ]
-        valid_windows = windows_def.get_partition_keys()
-        wanted = tickers | {benchmark}
-        changed, problems = scan_folder(folder, wanted, cursor, grain, set(valid_windows))
-        for problem in problems:
-            context.log.error(problem)
-        requests = file_run_requests(changed, valid_windows, order, benchmark)
-        new_cursor = json.dumps(cursor, sort_keys=True)
-        if not requests:
-            reason = "; ".join(problems) if problems else "no new or changed rows"
-            return dg.SensorResult(skip_reason=reason, cursor=new_cursor)
-        return dg.SensorResult(run_requests=requests, cursor=new_cursor)
 
-    return drop_folder
+@dataclass
+class FolderScan:
+    """The new or changed files of a folder: per symbol its changed date windows, and the
+    cursor entries to commit once its rows pass the checks."""
+
+    changed: dict[str, list[str]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    entries: dict[str, tuple[str, str, dict[str, str]]] = field(default_factory=dict)
+    accepted: list[str] = field(default_factory=list)
+
+    def accept(self, symbol: str, cursor: dict) -> None:
+        """Commit ``symbol``'s file to ``cursor`` (a rejected file is looked at again when it
+        changes: its hash is not recorded)."""
+        name, digest, after = self.entries[symbol]
+        cursor["files"][name] = digest
+        cursor["windows"][symbol] = after
+        self.accepted.append(symbol)
 
 
 def scan_folder(
     folder: Path, wanted: set[str], cursor: dict, grain: str, valid_windows: set[str]
-) -> tuple[dict[str, list[str]], list[str]]:
+) -> FolderScan:
     """The changed date windows per symbol of the files in ``folder`` that are new or changed
-    since ``cursor`` (updated in place), and the files that could not be read (retried when
-    they change again)."""
+    since ``cursor`` (not modified: see :meth:`FolderScan.accept`), and the files that could
+    not be read."""
     from quant_assets.providers.files import read_bar_file
 
-    changed: dict[str, list[str]] = {}
-    problems: list[str] = []
+    scan = FolderScan()
     for path in sorted(folder.glob("*")):
         symbol = path.stem
         if path.suffix not in (".csv", ".parquet") or not TICKER_PATTERN.fullmatch(symbol):
@@ -282,60 +154,211 @@ def scan_folder(
         try:
             bars = read_bar_file(path, symbol)
         except (ProviderError, QuantAssetsError) as exc:
-            problems.append(str(exc))
+            scan.problems.append(str(exc))
             continue
         after = window_hashes(bars.select(_BAR_VALUES), grain)
         windows = changed_windows(cursor["windows"].get(symbol, {}), after)
-        changed[symbol] = [w for w in windows if w in valid_windows]
-        cursor["files"][path.name] = digest
-        cursor["windows"][symbol] = after
-    return changed, problems
+        scan.changed[symbol] = [w for w in windows if w in valid_windows]
+        scan.entries[symbol] = (path.name, digest, after)
+    return scan
 
 
-def file_run_requests(
-    changed: dict[str, list[str]],
-    window_order: Sequence[str],
-    ticker_order: list[str],
-    benchmark: str,
-) -> list[dg.RunRequest]:
-    """One range run per rectangle of changed ``bars`` partitions, one per contiguous span of
-    changed ``benchmark_bars`` windows; the run key makes a repeated request a no-op."""
-    requests = []
-    per_ticker = {t: w for t, w in changed.items() if t != benchmark and w and t in ticker_order}
-    for first, last, block in rectangles(per_ticker, window_order, ticker_order):
-        start = dg.MultiPartitionKey({DATE_DIMENSION: first, TICKER_DIMENSION: block[0]})
-        end = dg.MultiPartitionKey({DATE_DIMENSION: last, TICKER_DIMENSION: block[-1]})
-        requests.append(
-            dg.RunRequest(
-                run_key=_run_key("bars", first, last, block, changed),
-                asset_selection=[dg.AssetKey("bars")],
-                tags={
-                    "quant_assets/launched_by": FILE_SENSOR,
-                    "dagster/asset_partition_range_start": str(start),
-                    "dagster/asset_partition_range_end": str(end),
-                },
+def file_problem(settings: Settings, symbol: str, windows: list[str], grain: str) -> str | None:
+    """Why ``symbol``'s changed windows would fail the blocking bar checks (the run's own
+    rules, through the configured provider chain), naming file, ticker, date and rule; None
+    when they pass. A bad file is not requested, so it blocks nothing else."""
+    from quant_assets.errors import BadBarsError
+    from quant_assets.providers.routing import ingest_range
+    from quant_assets.quality.gx import ValidationReport
+
+    first = date.fromisoformat(min(windows))
+    end = next_window_start(date.fromisoformat(max(windows)), grain)
+    try:
+        ingested, _ = ingest_range(settings, [symbol], first, end, session=None)
+    except (ProviderError, QuantAssetsError) as exc:
+        return f"{symbol}: {exc}"
+    report = ValidationReport(
+        suite="bars_quality",
+        row_count=ingested.row_report.row_count,
+        outcomes=ingested.row_report.outcomes + ingested.partition_report.outcomes,
+    )
+    try:
+        report.raise_for_failures(source=f"drop folder file of {symbol}")
+    except BadBarsError as error:
+        return str(error).splitlines()[0]
+    return None
+
+
+def problem_record(sensor: str, problem: str, at: datetime) -> dict:
+    """An alert record for an input a sensor refused (a bad file): nothing ran for it."""
+    return {
+        "kind": "input_refused",
+        "sensor": sensor,
+        "failed_at": at.astimezone(UTC).isoformat(timespec="seconds"),
+        "error": problem.strip().splitlines()[0][:500] if problem else "",
+    }
+
+
+# --- convergence ---------------------------------------------------------------------------
+
+
+def build_converge_sensor(settings: Settings, home: Path) -> dg.SensorDefinition:
+    """The sensor that keeps every asset complete and current (see the module docstring)."""
+    from quant_assets.defs.partitions import date_partitions
+
+    config = settings.operations.converge
+    files = settings.providers.files if files_sensor_in_use(settings) else None
+    windows_def = date_partitions(settings.universe)
+
+    @dg.sensor(
+        name=CONVERGE_SENSOR,
+        asset_selection=dg.AssetSelection.all(),
+        minimum_interval_seconds=config.minimum_interval_seconds,
+        default_status=_status(config.enabled),
+        description=(
+            "Keeps the graph complete and current: syncs ticker partitions with universe.yaml, "
+            + (f"ingests new or changed files of {files.path}, " if files is not None else "")
+            + "then launches, one at a time, the range runs that bring every asset up to "
+            "date: missing partitions whose inputs exist, partitions older than an input, and "
+            "everything that reads them (like `quant-assets materialize`)."
+        ),
+    )
+    def converge(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        cursor = _load_cursor(context.cursor)
+        # Re-read the YAML on every tick: editing universe.yaml needs no code reload. A
+        # malformed edit (bad ticker, bad YAML) fails the tick with the file, key and rule.
+        current = load_settings(settings.config_dir)
+        wanted = current.universe.tickers
+        existing = list(context.instance.get_dynamic_partitions(TICKER_DIMENSION))
+        requests = universe_partition_requests(wanted, existing)
+        if requests:  # this tick changes the partitions; the next one plans on them
+            removed = [t for t in existing if t not in set(wanted)]
+            added = [t for t in wanted if t not in set(existing)]
+            context.log.info(f"universe change: added {added or '-'}, removed {removed or '-'}")
+            if removed:
+                assert context.repository_def is not None
+                seeds = removal_seeds(context.repository_def.asset_graph, existing, removed)
+                _add_pending(cursor, seeds)
+            return dg.SensorResult(
+                dynamic_partitions_requests=requests, cursor=_dump_cursor(cursor)
             )
+        running = runs_in_progress(context.instance)
+        if running:
+            reason = f"waiting for {len(running)} run(s) in progress ({running[0][:8]}, ...)"
+            return dg.SensorResult(skip_reason=reason, cursor=context.cursor)
+        assert context.repository_def is not None  # sensors always run in a repository
+        view = GraphView(context.repository_def.asset_graph, existing)
+        if files is not None:
+            valid = set(windows_def.get_partition_keys())
+            _scan_drop_folder(context, current, files.path, cursor, existing, valid, home)
+        seeds = _pending(view, cursor)
+        state = graph_state(view, context.instance)
+        target = convergence_target(state, seeds)
+        step = next_step(view, target)
+        if step is None:
+            return dg.SensorResult(
+                skip_reason="every asset is complete and current", cursor=_dump_cursor(cursor)
+            )
+        _launched(cursor, view, step)
+        context.log.info(f"next run: {step.describe()}")
+        tags = {
+            "quant_assets/launched_by": CONVERGE_SENSOR,
+            "quant_assets/step": step.describe()[:250],
+        }
+        return dg.SensorResult(
+            run_requests=[step_run_request(step, tags)], cursor=_dump_cursor(cursor)
         )
-    if changed.get(benchmark):
-        spans = rectangles({benchmark: changed[benchmark]}, window_order, [benchmark])
-        for first, last, _ in spans:
-            requests.append(
-                dg.RunRequest(
-                    run_key=_run_key("benchmark_bars", first, last, [benchmark], changed),
-                    asset_selection=[dg.AssetKey("benchmark_bars")],
-                    tags={
-                        "quant_assets/launched_by": FILE_SENSOR,
-                        "dagster/asset_partition_range_start": first,
-                        "dagster/asset_partition_range_end": last,
-                    },
-                )
+
+    return converge
+
+
+def removal_seeds(asset_graph, before: Sequence[str], removed: Sequence[str]) -> Parts:
+    """What read the removed tickers' history (their cross-sections, the models trained on
+    them): the closure of their bars, minus their own partitions (gone)."""
+    view = GraphView(asset_graph, before)
+    roots = {r: parts_of(view, r, view.windows[r], removed) for r in view.roots()}
+    closure = view.affected({r: p for r, p in roots.items() if view.per_ticker(r)})
+    gone = set(removed)
+    return {k: {p for p in v if p[1] not in gone} for k, v in closure.items()}
+
+
+def _scan_drop_folder(
+    context: dg.SensorEvaluationContext,
+    current: Settings,
+    folder: Path,
+    cursor: dict,
+    tickers: Sequence[str],
+    valid_windows: set[str],
+    home: Path,
+) -> None:
+    """Add the changed windows of new or changed files to the pending seeds; a file failing
+    the blocking bar rules is refused (recorded in the alerts, looked at again when it
+    changes) and blocks nothing else."""
+    benchmark = current.universe.benchmark
+    grain = current.universe.partition_grain
+    scan = scan_folder(folder, {*tickers, benchmark}, cursor["folder"], grain, valid_windows)
+    problems = list(scan.problems)
+    for symbol, windows in sorted(scan.changed.items()):
+        problem = file_problem(current, symbol, windows, grain) if windows else None
+        if problem is None:
+            scan.accept(symbol, cursor["folder"])
+        else:
+            problems.append(problem)
+    for problem in problems:
+        context.log.error(problem)
+        record_failure(home, problem_record(CONVERGE_SENSOR, problem, _now()))
+    seeds: Parts = {}
+    for symbol in scan.accepted:
+        windows = scan.changed[symbol]
+        if symbol == benchmark:
+            seeds.setdefault(dg.AssetKey("benchmark_bars"), set()).update(
+                (w, None) for w in windows
             )
-    return requests
+        else:
+            seeds.setdefault(dg.AssetKey("bars"), set()).update((w, symbol) for w in windows)
+    if seeds:
+        context.log.info(f"new or changed files: {', '.join(sorted(scan.accepted))}")
+        _add_pending(cursor, seeds)
 
 
-def _run_key(asset: str, first: str, last: str, tickers: list[str], changed: dict) -> str:
-    payload = json.dumps([asset, first, last, tickers, changed], sort_keys=True)
-    return f"{FILE_SENSOR}:{asset}:{hashlib.sha256(payload.encode()).hexdigest()[:20]}"
+def _load_cursor(text: str | None) -> dict:
+    cursor = json.loads(text) if text else {}
+    cursor.setdefault("folder", {"files": {}, "windows": {}})
+    cursor.setdefault("pending", {})
+    return cursor
+
+
+def _dump_cursor(cursor: dict) -> str:
+    return json.dumps(cursor, sort_keys=True)
+
+
+def _add_pending(cursor: dict, seeds: Parts) -> None:
+    """Remember seeds (changed history) until a launched run covers them."""
+    for key, parts in seeds.items():
+        known = {tuple(p) for p in cursor["pending"].get(key.to_user_string(), [])}
+        known |= {tuple(p) for p in parts}
+        cursor["pending"][key.to_user_string()] = sorted(known, key=lambda p: tuple(map(str, p)))
+
+
+def _pending(view: GraphView, cursor: dict) -> Parts:
+    out: Parts = {}
+    for name, parts in cursor["pending"].items():
+        key = dg.AssetKey.from_user_string(name)
+        if key in view.keys:
+            out[key] = {(p[0], p[1]) for p in parts} & view.all_parts(key)
+    return out
+
+
+def _launched(cursor: dict, view: GraphView, step: Step) -> None:
+    """Drop the pending seeds the launched run covers."""
+    for key in step.assets:
+        name = key.to_user_string()
+        if name in cursor["pending"]:
+            left = [p for p in cursor["pending"][name] if (p[0], p[1]) not in step.parts]
+            if left:
+                cursor["pending"][name] = left
+            else:
+                del cursor["pending"][name]
 
 
 # --- failed runs ---------------------------------------------------------------------------
@@ -454,9 +477,5 @@ def _status(enabled: bool) -> dg.DefaultSensorStatus:
 
 
 def build_sensors(settings: Settings, home: Path) -> list:
-    """Every sensor of ``settings`` (the file sensor only with a files folder)."""
-    sensors: list = [build_universe_sensor(settings), build_failure_sensor(settings, home)]
-    drop = build_file_sensor(settings)
-    if drop is not None:
-        sensors.append(drop)
-    return sensors
+    """Every sensor of ``settings``: converge and run_failures."""
+    return [build_converge_sensor(settings, home), build_failure_sensor(settings, home)]

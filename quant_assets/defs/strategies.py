@@ -193,6 +193,7 @@ def positions_asset(facts: StrategyFacts) -> dg.AssetsDefinition:
         **facts.asset_args(
             code_version(strategy.sizing, strategy.risk),
             schemas.POSITIONS,
+            path_dependent=True,  # circuit breakers continue from the stored book
             ins={
                 "alpha_scores": dg.AssetIn(key=alpha_key, partition_mapping=cross_section()),
                 "regimes": dg.AssetIn(partition_mapping=by_date()),
@@ -280,6 +281,7 @@ def backtest_asset(facts: StrategyFacts) -> dg.AssetsDefinition:
         **facts.asset_args(
             code_version(settings),
             schemas.BACKTEST,
+            path_dependent=True,
             kinds=("duckdb", "polars", "numba"),
             ins={"positions": dg.AssetIn(key=positions_key, partition_mapping=cross_section())},
             deps=[facts.bars_read_back(history)],
