@@ -594,7 +594,7 @@ class SensorSettings(_Strict):
     """Whether a sensor runs by default and how often it ticks."""
 
     enabled: bool = True
-    minimum_interval_seconds: Annotated[int, Field(ge=5, le=86_400)] = 15
+    minimum_interval_seconds: Annotated[int, Field(ge=1, le=86_400)] = 15
 
 
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -137,8 +138,8 @@ def scan_folder(
     folder: Path, wanted: set[str], cursor: dict, grain: str, valid_windows: set[str]
 ) -> FolderScan:
     """The changed date windows per symbol of the files in ``folder`` that are new or changed
-    since ``cursor`` (not modified: see :meth:`FolderScan.accept`), and the files that could
-    not be read."""
+    since ``cursor`` (committed by :meth:`FolderScan.accept`), and the files that could not be
+    read (their digest goes to ``cursor["refused"]``: looked at again when they change)."""
     from quant_assets.providers.files import read_bar_file
 
     scan = FolderScan()
@@ -149,12 +150,14 @@ def scan_folder(
         if symbol not in wanted:
             continue
         digest = _file_digest(path)
-        if cursor["files"].get(path.name) == digest:
-            continue
+        refused = cursor.setdefault("refused", {})
+        if digest in (cursor["files"].get(path.name), refused.get(path.name)):
+            continue  # seen, or refused and unchanged since (said once)
         try:
             bars = read_bar_file(path, symbol)
         except (ProviderError, QuantAssetsError) as exc:
             scan.problems.append(str(exc))
+            refused[path.name] = digest
             continue
         after = window_hashes(bars.select(_BAR_VALUES), grain)
         windows = changed_windows(cursor["windows"].get(symbol, {}), after)
@@ -251,6 +254,10 @@ def build_converge_sensor(settings: Settings, home: Path) -> dg.SensorDefinition
         if files is not None:
             valid = set(windows_def.get_partition_keys())
             _scan_drop_folder(context, current, files.path, cursor, existing, valid, home)
+        if _unchanged(context.instance, cursor):
+            return dg.SensorResult(
+                skip_reason="nothing changed since the last tick", cursor=_dump_cursor(cursor)
+            )
         seeds = _pending(view, cursor)
         state = graph_state(view, context.instance)
         target = convergence_target(state, seeds)
@@ -298,12 +305,16 @@ def _scan_drop_folder(
     grain = current.universe.partition_grain
     scan = scan_folder(folder, {*tickers, benchmark}, cursor["folder"], grain, valid_windows)
     problems = list(scan.problems)
+    refused = cursor["folder"].setdefault("refused", {})
     for symbol, windows in sorted(scan.changed.items()):
+        name, digest, _ = scan.entries[symbol]
         problem = file_problem(current, symbol, windows, grain) if windows else None
         if problem is None:
             scan.accept(symbol, cursor["folder"])
+            refused.pop(name, None)
         else:
             problems.append(problem)
+            refused[name] = digest
     for problem in problems:
         context.log.error(problem)
         record_failure(home, problem_record(CONVERGE_SENSOR, problem, _now()))
@@ -319,6 +330,27 @@ def _scan_drop_folder(
     if seeds:
         context.log.info(f"new or changed files: {', '.join(sorted(scan.accepted))}")
         _add_pending(cursor, seeds)
+
+
+# A full look at the graph at least this often, even when no event was written: a new date
+# window or cut-off opens with the calendar, not with an event.
+_FULL_CHECK_SECONDS = 600
+
+
+def _unchanged(instance: dg.DagsterInstance, cursor: dict) -> bool:
+    """Whether nothing was written to the event log (no run, no materialisation) and no seed
+    is pending since the last full look, which was recent: that look's answer still holds.
+    Keeps idle ticks cheap (one query instead of reading every asset's partitions)."""
+    last_event = instance.event_log_storage.get_maximum_record_id() or 0
+    now = time.time()
+    same = (
+        not cursor["pending"]
+        and cursor.get("last_event") == last_event
+        and now - cursor.get("checked_at", 0) < _FULL_CHECK_SECONDS
+    )
+    if not same:
+        cursor["last_event"], cursor["checked_at"] = last_event, now
+    return same
 
 
 def _load_cursor(text: str | None) -> dict:

@@ -257,9 +257,9 @@ class GraphState:
         out: Parts = {}
         for key in self.view.keys:
             mine, newest = self.ids.get(key, {}), self.newest_input.get(key, {})
+            # A path-dependent window re-run alone (inputs unchanged) is rewritten identical,
+            # so its later windows stay current: only inputs make a partition outdated.
             stale = {p for p, i in mine.items() if newest.get(p, -1) > i}
-            if self.view.node(key).tags.get(PATH_DEPENDENT_TAG) == "true":
-                stale |= _outdated_by_own_past(self.view, key, mine)
             if stale:
                 out[key] = stale
         return out
@@ -290,21 +290,6 @@ class GraphState:
         """Materialised partitions that are outdated, directly or through an input."""
         closure = self.view.affected(self.outdated())
         return {k: v & self.materialized(k) for k, v in closure.items() if v & self.materialized(k)}
-
-
-def _outdated_by_own_past(view: GraphView, key, mine: Mapping[Part, int]) -> set[Part]:
-    """A window continuing from a window of its own stored after it is outdated."""
-    out: set[Part] = set()
-    for ticker in {t for _, t in mine}:
-        previous = None
-        for window in view.windows[key]:
-            current = mine.get((window, ticker))
-            if current is None:
-                continue
-            if previous is not None and current < previous:
-                out.add((window, ticker))
-            previous = current
-    return out
 
 
 def graph_state(view: GraphView, instance: dg.DagsterInstance) -> GraphState:

@@ -33,15 +33,17 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
-from hmmlearn.hmm import GaussianHMM
 
 from quant_assets.features.rolling import rolling_std
 from quant_assets.names import REGIME_NAMES, REGIME_PROB_COLUMNS, SESSIONS_PER_YEAR
 from quant_assets.settings import RegimeSettings
+
+if TYPE_CHECKING:  # hmmlearn (and scikit-learn, ~1.2 s) is imported when a model is fitted
+    from hmmlearn.hmm import GaussianHMM
 
 REGIME_LABELS = REGIME_NAMES  # alias of names.REGIME_NAMES
 PROB_COLUMNS = REGIME_PROB_COLUMNS  # alias of names.REGIME_PROB_COLUMNS
@@ -279,6 +281,8 @@ def _best_of_restarts(
     standardised: np.ndarray, settings: RegimeSettings
 ) -> tuple[GaussianHMM | None, float, int, list[str]]:
     """The converged restart with the highest log-likelihood, its score, count, and failures."""
+    from hmmlearn.hmm import GaussianHMM
+
     best: GaussianHMM | None = None
     best_score = -math.inf
     converged = 0
@@ -385,6 +389,8 @@ def fit_regime_model(inputs: pl.DataFrame, cutoff: date, settings: RegimeSetting
 
 def _model_from_params(params: dict[str, Any]) -> GaussianHMM:
     """Rebuild the fitted GaussianHMM from its JSON parameters (standardised units)."""
+    from hmmlearn.hmm import GaussianHMM
+
     startprob = np.asarray(params["startprob"], dtype=np.float64)
     model = GaussianHMM(
         n_components=startprob.shape[0], covariance_type="full", init_params="", params=""

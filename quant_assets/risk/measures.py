@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -84,6 +83,8 @@ def portfolio_tail_risk(
 
 @lru_cache(maxsize=8)
 def _normal_quantile(confidence: float) -> tuple[float, float]:
+    from scipy import stats  # ~0.6 s to import: only when a book is sized
+
     z = float(stats.norm.ppf(confidence))
     return z, float(stats.norm.pdf(z))
 
@@ -106,6 +107,8 @@ def fit_gpd_tail(
     mean, variance = float(excess.mean()), float(excess.var(ddof=1))
     ratio = mean * mean / variance if variance > 0 else 1.0
     shape0, scale0 = 0.5 * (1 - ratio), 0.5 * mean * (ratio + 1)
+    from scipy import stats
+
     shape, _, scale = stats.genpareto.fit(excess, shape0, floc=0.0, scale=scale0)
     if not (np.isfinite(shape) and np.isfinite(scale)) or scale <= 0 or shape >= 1:
         return None
