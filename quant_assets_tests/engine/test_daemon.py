@@ -1,10 +1,11 @@
 """The real Dagster daemon keeps the graph complete and current (``dagster-daemon run`` as a
 subprocess on a temporary instance, torn down at the end).
 
-One daemon, one small project (two tickers, 2019-2022 at year grain, yearly cut-offs, one
+One daemon, one small project (three tickers, 2019-2022 at year grain, yearly cut-offs, one
 strategy), and the events a user causes, in order:
 
-(a) a fresh data directory with two tickers' files dropped in,
+(a) a fresh data directory with three tickers' files dropped in (three: the strategy's robust
+    z-score needs three names to rank, so the book trades),
 (d) a new session: every file gains one day,
 (b) a corrected file for an old window,
 (c) a ticker added to ``universe.yaml`` (its file dropped first),
@@ -58,8 +59,19 @@ START, END = date(2019, 1, 1), date(2022, 12, 30)
 FIRST_END = date(2022, 12, 29)  # the files end a session early: (d) adds the last one
 TICK_SECONDS = 2
 WAIT_SECONDS = 300
-# Columns that record when or by which run a row was written, not what it says.
-RUN_COLUMNS = {"ingested_at", "run_id", "mlflow_run_id", "report_path"}
+# Columns that record when or by which run a row was written, and MLflow's registry numbers
+# (each registration takes the next version, so a store that trained before numbers on):
+# not what the rows say. The models themselves are compared through every metric column.
+RUN_COLUMNS = {
+    "ingested_at",
+    "run_id",
+    "mlflow_run_id",
+    "report_path",
+    "version",
+    "champion_version",
+    "model_version",
+    "mlflow_version",
+}
 
 
 @dataclass
@@ -119,7 +131,7 @@ def _env(project: Project) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory) -> Iterator[Daemon]:
     root = tmp_path_factory.mktemp("daemon")
-    project = _project(root / "live", ["AAA", "BBB"])
+    project = _project(root / "live", ["AAA", "BBB", "CCC"])
     _cut(project, FIRST_END)
     # Runs start when the sensor requests them (no queue hop): the production instance keeps
     # Dagster's QueuedRunCoordinator; the daemon, sensors and run launcher are the same.
@@ -263,9 +275,9 @@ def test_a_fresh_data_directory_with_two_files_converges_like_a_full_run(daemon,
         ("benchmark_bars", "2019-01-01", "2022-01-01"),
         ("regime_model", "2021-01-01", "2022-01-01"),
         ("regimes", "2019-01-01", "2022-01-01"),
-        (BARS_STAGE, "2019-01-01|AAA", "2022-01-01|BBB"),
+        (BARS_STAGE, "2019-01-01|AAA", "2022-01-01|CCC"),
         ("next_state_model", "2021-01-01", "2022-01-01"),
-        (MODEL_STAGE, "2021-01-01|AAA", "2022-01-01|BBB"),
+        (MODEL_STAGE, "2021-01-01|AAA", "2022-01-01|CCC"),
         (ORDERS_STAGE, "2021-01-01", "2022-01-01"),
         ("hybrid_alpha/backtest_report", "-", "-"),
     ]
@@ -276,7 +288,7 @@ def test_d_a_new_session_runs_the_daily_path_once_and_retrains_nothing(daemon):
     project = daemon.project
     full = write_project(
         project.config_dir.parent.parent / "full",
-        ["AAA", "BBB"],
+        ["AAA", "BBB", "CCC"],
         START,
         END,
         grain="year",
@@ -288,12 +300,14 @@ def test_d_a_new_session_runs_the_daily_path_once_and_retrains_nothing(daemon):
     assert daemon.new_runs() == [
         # the benchmark and the regimes share their partitions and window: one run
         ("benchmark_bars,regimes", "2022-01-01", "2022-01-01"),
-        (BARS_STAGE, "2022-01-01|AAA", "2022-01-01|BBB"),
-        (MODEL_STAGE, "2022-01-01|AAA", "2022-01-01|BBB"),
+        (BARS_STAGE, "2022-01-01|AAA", "2022-01-01|CCC"),
+        (MODEL_STAGE, "2022-01-01|AAA", "2022-01-01|CCC"),
         (ORDERS_STAGE, "2022-01-01", "2022-01-01"),
         ("hybrid_alpha/backtest_report", "-", "-"),
     ]
-    orders = tables(project.home)["hybrid_alpha.orders"]
+    stored = tables(project.home)
+    assert "hybrid_alpha.orders" in stored, (sorted(stored), sorted(os.listdir(project.home)))
+    orders = stored["hybrid_alpha.orders"]
     assert orders["date"].max() == END  # the orders decided at the new session's close
 
 
@@ -315,7 +329,7 @@ def test_b_a_corrected_old_window_recomputes_exactly_what_reads_it(daemon, tmp_p
         ("labels", "2019-01-01|AAA", "2020-01-01|AAA"),
         # both cut-offs trained on 2019: retrained; so every prediction and the book
         ("next_state_model", "2021-01-01", "2022-01-01"),
-        (MODEL_STAGE, "2021-01-01|AAA", "2022-01-01|BBB"),
+        (MODEL_STAGE, "2021-01-01|AAA", "2022-01-01|CCC"),
         (ORDERS_STAGE, "2021-01-01", "2022-01-01"),
         ("hybrid_alpha/backtest_report", "-", "-"),
     ]
@@ -326,23 +340,23 @@ def test_c_a_ticker_added_to_the_universe_converges_like_a_full_run(daemon, tmp_
     project = daemon.project
     extra = write_project(
         project.config_dir.parent.parent / "extra",
-        ["AAA", "BBB", "CCC"],
+        ["AAA", "BBB", "CCC", "DDD"],
         START,
         END,
         grain="year",
         history_start=date(2017, 1, 2),
     )
-    (project.drop / "CCC.csv").write_bytes((extra.drop / "CCC.csv").read_bytes())
+    (project.drop / "DDD.csv").write_bytes((extra.drop / "DDD.csv").read_bytes())
     universe = yaml.safe_load((project.config_dir / "universe.yaml").read_text())
-    universe["tickers"] = ["AAA", "BBB", "CCC"]
+    universe["tickers"] = ["AAA", "BBB", "CCC", "DDD"]
     (project.config_dir / "universe.yaml").write_text(yaml.safe_dump(universe))
-    project.tickers = ["AAA", "BBB", "CCC"]
+    project.tickers = ["AAA", "BBB", "CCC", "DDD"]
     reference = Reference.start(daemon, tmp_path / "reference")
     converged(daemon)
     assert daemon.new_runs() == [
-        (BARS_STAGE, "2019-01-01|CCC", "2022-01-01|CCC"),
+        (BARS_STAGE, "2019-01-01|DDD", "2022-01-01|DDD"),
         ("next_state_model", "2021-01-01", "2022-01-01"),
-        (MODEL_STAGE, "2021-01-01|AAA", "2022-01-01|CCC"),
+        (MODEL_STAGE, "2021-01-01|AAA", "2022-01-01|DDD"),
         (ORDERS_STAGE, "2021-01-01", "2022-01-01"),
         ("hybrid_alpha/backtest_report", "-", "-"),
     ]
@@ -359,17 +373,17 @@ def test_e_a_bad_file_is_refused_and_recorded_while_the_others_converge(daemon):
         .alias("close")
     )
     project.write("BBB", bad)
-    good = project.bars("CCC")
+    good = project.bars("DDD")
     shifted = pl.col("date") == date(2022, 11, 1)
     project.write(
-        "CCC",
+        "DDD",
         good.with_columns(
             pl.when(shifted).then(pl.col("close") * 1.001).otherwise(pl.col("close")).alias("close")
         ),
     )
     converged(daemon)
     runs = daemon.new_runs()
-    assert runs[0] == (BARS_STAGE, "2022-01-01|CCC", "2022-01-01|CCC")
+    assert runs[0] == (BARS_STAGE, "2022-01-01|DDD", "2022-01-01|DDD")
     assert not any("BBB" in start or "BBB" in end for _, start, end in runs[:1])
     records = [
         json.loads(line)
