@@ -553,23 +553,53 @@ def orders(
 
 @app.command()
 def status(config: ConfigOption = None) -> None:
-    """Where results are: data directory, table row counts, how to open the UI."""
+    """How complete and current the graph is, per asset, why not, and where results are."""
+    from quant_assets.engine.status import graph_status
     from quant_assets.store import table_summary
 
     try:
         settings = _settings(config)
+        home = data_home()
+        report = graph_status(settings, home)
     except QuantAssetsError as exc:
         _fail(exc)
         return
-    home = data_home()
-    table = Table(title=f"tables in {home / 'warehouse.duckdb'}")
+    graph = Table(title="how complete and current each asset is (partitions)")
+    graph.add_column("asset", no_wrap=True)
+    for column in ("partitions", "done", "missing", "stale", "failed", "oldest stale"):
+        graph.add_column(column, justify="right", no_wrap=True)
+    for row in report.assets:
+        graph.add_row(
+            row.asset,
+            str(row.expected),
+            str(row.materialized),
+            str(row.missing or ""),
+            str(row.stale or ""),
+            str(row.failed or ""),
+            row.oldest_stale or "",
+            style=None if row.complete else "yellow",
+        )
+    tables = Table(title=f"tables in {home / 'warehouse.duckdb'}")
     for column in ("table", "rows", "tickers", "first date", "last date"):
-        table.add_column(column)
+        tables.add_column(column)
     for row in table_summary(home, _graph_assets(settings)):
-        table.add_row(*(str(v) for v in row))
+        tables.add_row(*(str(v) for v in row))
     console.print(f"config directory: {settings.config_dir}")
     console.print(f"data directory:   {home}")
-    console.print(table)
+    Console(width=max(console.width, 110)).print(graph)  # asset names never cut in a pipe
+    if report.complete:
+        console.print("[green]every asset is complete and current[/]")
+    else:
+        incomplete = sum(not a.complete for a in report.assets)
+        console.print(
+            f"[yellow]{incomplete} asset(s) not complete and current[/]: the converge sensor "
+            "brings them up to date under the daemon (make ui), or run "
+            "`quant-assets materialize --select all`"
+        )
+    for problem in report.problems:
+        console.print(f"[red]{problem.asset}[/] {problem.what}\n  why:  {problem.reason}")
+        console.print(f"  do:   {problem.action}")
+    console.print(tables)
     console.print(
         "Dagster UI:  make ui   (or: DAGSTER_HOME="
         f"{home / 'dagster'} dagster dev -h 127.0.0.1 -p 3000) → http://127.0.0.1:3000"

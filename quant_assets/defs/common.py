@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -110,6 +110,33 @@ def asset_tags(*, cutoff_model: bool = False, path_dependent: bool = False) -> d
     if path_dependent:
         tags[PATH_DEPENDENT_TAG] = "true"
     return tags or None
+
+
+def model_check(asset: str, name: str, what: str, config: str) -> dg.AssetCheckSpec:
+    """A warning check that every cut-off of a run produced a model (``what``), naming the
+    config keys that decide it: a skipped cut-off leaves what reads it without a model, and
+    that must not be silent (the UI, ``quant-assets status`` and the alerts show it)."""
+    return dg.AssetCheckSpec(
+        name, asset=asset, blocking=False, description=f"Every cut-off {what} (see {config})."
+    )
+
+
+def model_check_result(
+    name: str, failed: Mapping[str, str], cutoffs: int, config: str
+) -> dg.AssetCheckResult:
+    """The result of :func:`model_check`: ``failed`` maps a cut-off to why it has no model."""
+    reasons = "; ".join(f"{cutoff}: {why}" for cutoff, why in sorted(failed.items()))
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "cutoffs": cutoffs,
+            "without_model": len(failed),
+            "reasons": reasons[:2000] or "-",
+            "config": config,
+        },
+    )
 
 
 def blocking_check(asset: str | dg.AssetKey, name: str, description: str) -> dg.AssetCheckSpec:

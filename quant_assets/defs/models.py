@@ -21,6 +21,8 @@ from quant_assets.defs.common import (
     checked_output,
     code_version,
     markdown,
+    model_check,
+    model_check_result,
     model_registry,
     table_asset,
     table_metadata,
@@ -45,6 +47,11 @@ from quant_assets.signals.rules import SIGNAL_COLUMNS
 
 GROUP = "models"
 _TRAINING_INPUTS = ("features", "signals", "labels")
+_TRAINED = "next_state_model_trained"
+_TRAINED_CONFIG = (
+    "models.yaml split (min_train_rows, validation_sessions, test_sessions) and "
+    "min_history_years, or an earlier universe.yaml start"
+)
 
 
 def defs(settings: Settings) -> dg.Definitions:
@@ -118,6 +125,7 @@ def next_state_model_asset(settings: Settings) -> dg.AssetsDefinition:
             automation_condition=follows_inputs(ignore=_TRAINING_INPUTS),
             kinds=("duckdb", "lightgbm", "mlflow"),
             cutoff_model=True,
+            check_specs=[model_check("next_state_model", _TRAINED, "is trained", _TRAINED_CONFIG)],
             deps=[
                 dg.AssetDep(
                     "regimes", partition_mapping=before_cutoff(settings.models, settings.universe)
@@ -131,7 +139,7 @@ def next_state_model_asset(settings: Settings) -> dg.AssetsDefinition:
     )
     def next_state_model(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
-    ) -> Iterator[dg.Output]:
+    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         """One global LightGBM classifier per horizon across all tickers, trained walk-forward
         at each cut-off on features, signals and regime probabilities with targets known
         strictly before it: train | purge + embargo | validation (early stopping) | purge +
@@ -154,6 +162,9 @@ def next_state_model_asset(settings: Settings) -> dg.AssetsDefinition:
             context.log.info, registry, settings, frame, cutoffs, columns, champion, version
         )
         yield dg.Output(out, metadata=_model_metadata(out, registry, settings))
+        skipped = out.filter(pl.col("gate_decision") == "skipped")
+        failed = dict(zip(skipped["cutoff"].cast(pl.Utf8), skipped["gate_reason"], strict=True))
+        yield model_check_result(_TRAINED, failed, len(cutoffs), _TRAINED_CONFIG)
 
     return next_state_model
 

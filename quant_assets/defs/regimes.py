@@ -18,6 +18,8 @@ from quant_assets.defs.common import (
     checked_output,
     code_version,
     markdown,
+    model_check,
+    model_check_result,
     model_registry,
     table_asset,
     table_metadata,
@@ -46,6 +48,13 @@ def regime_version(settings: Settings) -> str:
     return code_version(settings.regimes, settings.universe.benchmark)
 
 
+_FITTED = "regime_model_fitted"
+_FITTED_CONFIG = (
+    "regimes.yaml min_train_sessions and min_history_years, or an earlier universe.yaml start "
+    "(until then the rule-based regime labels are used)"
+)
+
+
 def regime_model_asset(settings: Settings) -> dg.AssetsDefinition:
     cutoffs_def = cutoff_partitions(settings.regimes, settings.universe)
     version = regime_version(settings)
@@ -59,6 +68,7 @@ def regime_model_asset(settings: Settings) -> dg.AssetsDefinition:
             automation_condition=follows_inputs(),
             kinds=("duckdb", "hmmlearn", "mlflow"),
             cutoff_model=True,
+            check_specs=[model_check("regime_model", _FITTED, "has a fitted HMM", _FITTED_CONFIG)],
             deps=[
                 dg.AssetDep(
                     "benchmark_bars",
@@ -69,7 +79,7 @@ def regime_model_asset(settings: Settings) -> dg.AssetsDefinition:
     )
     def regime_model(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
-    ) -> Iterator[dg.Output]:
+    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         """A 4-state Gaussian HMM on the benchmark's daily log return and realised volatility,
         fitted on sessions strictly before each cut-off (several seeded EM restarts, best
         likelihood kept). States are named bull / bear / choppy / crash by their mean and
@@ -89,6 +99,11 @@ def regime_model_asset(settings: Settings) -> dg.AssetsDefinition:
             schemas.conform(frame, schemas.REGIME_MODEL),
             metadata=_fit_metadata(frame, registry.tracking_uri),
         )
+        fallbacks = frame.filter(pl.col("status") == "fallback")
+        failed = dict(
+            zip(fallbacks["cutoff"].cast(pl.Utf8), fallbacks["reason"].fill_null(""), strict=True)
+        )
+        yield model_check_result(_FITTED, failed, len(windows), _FITTED_CONFIG)
 
     return regime_model
 

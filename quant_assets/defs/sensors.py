@@ -121,9 +121,10 @@ class FolderScan:
     cursor entries to commit once its rows pass the checks."""
 
     changed: dict[str, list[str]] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (file name, why)
     entries: dict[str, tuple[str, str, dict[str, str]]] = field(default_factory=dict)
     accepted: list[str] = field(default_factory=list)
+    first_seen: set[str] = field(default_factory=set)  # no window hashes in the cursor yet
 
     def accept(self, symbol: str, cursor: dict) -> None:
         """Commit ``symbol``'s file to ``cursor`` (a rejected file is looked at again when it
@@ -156,10 +157,12 @@ def scan_folder(
         try:
             bars = read_bar_file(path, symbol)
         except (ProviderError, QuantAssetsError) as exc:
-            scan.problems.append(str(exc))
+            scan.problems.append((path.name, str(exc)))
             refused[path.name] = digest
             continue
         after = window_hashes(bars.select(_BAR_VALUES), grain)
+        if symbol not in cursor["windows"]:
+            scan.first_seen.add(symbol)
         windows = changed_windows(cursor["windows"].get(symbol, {}), after)
         scan.changed[symbol] = [w for w in windows if w in valid_windows]
         scan.entries[symbol] = (path.name, digest, after)
@@ -192,11 +195,12 @@ def file_problem(settings: Settings, symbol: str, windows: list[str], grain: str
     return None
 
 
-def problem_record(sensor: str, problem: str, at: datetime) -> dict:
+def problem_record(sensor: str, path: Path, problem: str, at: datetime) -> dict:
     """An alert record for an input a sensor refused (a bad file): nothing ran for it."""
     return {
         "kind": "input_refused",
         "sensor": sensor,
+        "file": str(path),
         "failed_at": at.astimezone(UTC).isoformat(timespec="seconds"),
         "error": problem.strip().splitlines()[0][:500] if problem else "",
     }
@@ -313,21 +317,38 @@ def _scan_drop_folder(
             scan.accept(symbol, cursor["folder"])
             refused.pop(name, None)
         else:
-            problems.append(problem)
+            problems.append((name, problem))
             refused[name] = digest
-    for problem in problems:
+    for name, problem in problems:
         context.log.error(problem)
-        record_failure(home, problem_record(CONVERGE_SENSOR, problem, _now()))
+        record_failure(home, problem_record(CONVERGE_SENSOR, folder / name, problem, _now()))
     seeds: Parts = {}
+    stored = {
+        "bars": context.instance.get_materialized_partitions(dg.AssetKey("bars")),
+        "benchmark_bars": context.instance.get_materialized_partitions(
+            dg.AssetKey("benchmark_bars")
+        ),
+    }
     for symbol in scan.accepted:
         windows = scan.changed[symbol]
+        if symbol in scan.first_seen:
+            # A file seen for the first time (a fresh cursor next to a warehouse the CLI
+            # filled from this folder): only its windows not stored yet are new; its later
+            # changes are tracked by hash.
+            asset = "benchmark_bars" if symbol == benchmark else "bars"
+            keys = stored[asset]
+            windows = [
+                w
+                for w in windows
+                if (w if asset == "benchmark_bars" else f"{w}|{symbol}") not in keys
+            ]
         if symbol == benchmark:
             seeds.setdefault(dg.AssetKey("benchmark_bars"), set()).update(
                 (w, None) for w in windows
             )
         else:
             seeds.setdefault(dg.AssetKey("bars"), set()).update((w, symbol) for w in windows)
-    if seeds:
+    if any(seeds.values()):
         context.log.info(f"new or changed files: {', '.join(sorted(scan.accepted))}")
         _add_pending(cursor, seeds)
 
@@ -367,6 +388,8 @@ def _dump_cursor(cursor: dict) -> str:
 def _add_pending(cursor: dict, seeds: Parts) -> None:
     """Remember seeds (changed history) until a launched run covers them."""
     for key, parts in seeds.items():
+        if not parts:
+            continue
         known = {tuple(p) for p in cursor["pending"].get(key.to_user_string(), [])}
         known |= {tuple(p) for p in parts}
         cursor["pending"][key.to_user_string()] = sorted(known, key=lambda p: tuple(map(str, p)))

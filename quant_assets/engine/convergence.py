@@ -248,6 +248,7 @@ class GraphState:
     newest_input: dict[dg.AssetKey, dict[Part, int]]
     missing_inputs: dict[dg.AssetKey, set[Part]]
     failed: dict[dg.AssetKey, dict[Part, int]]
+    failed_runs: dict[dg.AssetKey, dict[Part, str]]
 
     def materialized(self, key: dg.AssetKey) -> set[Part]:
         return set(self.ids.get(key, {}))
@@ -296,6 +297,7 @@ def graph_state(view: GraphView, instance: dg.DagsterInstance) -> GraphState:
     """Read :class:`GraphState` from the instance (a query per asset and kind of event)."""
     ids: dict[dg.AssetKey, dict[Part, int]] = {}
     failed: dict[dg.AssetKey, dict[Part, int]] = {}
+    failed_runs: dict[dg.AssetKey, dict[Part, str]] = {}
     running = _runs_in_progress(instance)
     for key in view.keys:
         expected = view.all_parts(key)
@@ -310,8 +312,13 @@ def graph_state(view: GraphView, instance: dg.DagsterInstance) -> GraphState:
         attempts = instance.event_log_storage.get_latest_asset_partition_materialization_attempts_without_materializations(  # noqa: E501
             key
         )
-        finished = [(k, i) for k, (run_id, i) in attempts.items() if run_id not in running]
-        failed[key] = _parts(view, key, finished, expected)
+        finished = {k: (r, i) for k, (r, i) in attempts.items() if r not in running}
+        failed[key] = _parts(view, key, ((k, i) for k, (_, i) in finished.items()), expected)
+        failed_runs[key] = {
+            part: finished[k][0]
+            for k in finished
+            if (part := from_key(view, key, k)) is not None and part in failed[key]
+        }
     newest: dict[dg.AssetKey, dict[Part, int]] = {}
     missing: dict[dg.AssetKey, set[Part]] = {}
     for key in view.keys:
@@ -327,7 +334,7 @@ def graph_state(view: GraphView, instance: dg.DagsterInstance) -> GraphState:
                             mine_newest[child_part] = done[part]
                 else:
                     mine_missing.update(reached)
-    return GraphState(view, ids, newest, missing, failed)
+    return GraphState(view, ids, newest, missing, failed, failed_runs)
 
 
 def _parts(view: GraphView, key, pairs: Iterable[tuple], expected: set[Part]) -> dict[Part, int]:

@@ -1,4 +1,4 @@
-"""Sensors: universe edits, new or changed files in the drop folder, failed runs."""
+"""Sensors: the converge sensor (universe edits, the drop folder, the next run) and failed runs."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from quant_assets.defs.sensors import (
     WebhookError,
     failure_record,
     post_webhook,
-    rectangles,
     universe_partition_requests,
 )
 from quant_assets.settings import AlertSettings, load_settings
+from quant_assets_tests.conftest import copy_project
 
 
 def _defs(project):
@@ -37,18 +37,6 @@ def _tick(defs, name, instance, cursor=None):
         return sensor.evaluate_tick(context)
 
 
-def _bars_partitions(result) -> set[tuple[str, str]]:
-    """The (window, ticker) pairs a tick's bars runs cover (range tags as rectangles)."""
-    pairs = set()
-    for request in result.run_requests:
-        if request.asset_selection != [dg.AssetKey("bars")]:
-            continue
-        first = request.tags["dagster/asset_partition_range_start"].split("|")
-        last = request.tags["dagster/asset_partition_range_end"].split("|")
-        pairs.add((first[0], last[0], first[1], last[1]))
-    return pairs
-
-
 # --- universe -----------------------------------------------------------------------------
 
 
@@ -61,35 +49,46 @@ def test_requests_add_new_and_delete_removed_tickers():
     assert universe_partition_requests(["AAA"], ["AAA"]) == []
 
 
-def test_adding_a_ticker_adds_its_partition_and_backfills_its_history(make_project):
+def _run(result) -> tuple[list[str], str | None, str | None]:
+    """The one run a converge tick requests: its assets and partition range."""
+    (request,) = result.run_requests
+    assets = sorted(k.to_user_string() for k in request.asset_selection)
+    tags = request.tags
+    assert tags["quant_assets/launched_by"] == "converge"
+    return (
+        assets,
+        tags.get("dagster/asset_partition_range_start"),
+        tags.get("dagster/asset_partition_range_end"),
+    )
+
+
+@pytest.fixture
+def converged_copy(pipeline, tmp_path):
+    """A copy of the materialised pipeline (complete and current) and its instance."""
+    from quant_assets.engine.instance import open_instance
+
+    project = copy_project(pipeline, tmp_path / "copy")
+    return project, open_instance(project.home)
+
+
+def test_a_fresh_instance_first_syncs_the_universe_then_starts_from_the_roots(make_project):
     project = make_project(["AAA", "BBB"], date(2019, 1, 1), date(2019, 3, 31))
-    (project.config_dir / "regimes.yaml").write_text(yaml.safe_dump({"min_history_years": 1}))
-    (project.config_dir / "models.yaml").write_text(yaml.safe_dump({"min_history_years": 1}))
     defs = _defs(project)
     with dg.instance_for_test() as instance:
-        first = _tick(defs, "universe_sync", instance)
+        first = _tick(defs, "converge", instance)
         assert [list(r.partition_keys) for r in first.dynamic_partitions_requests] == [
             ["AAA", "BBB"]
         ]
-        assert not first.run_requests  # a fresh instance's first sync is not a change
+        assert not first.run_requests  # the next tick plans on the new partitions
         instance.add_dynamic_partitions("ticker", ["AAA", "BBB"])
-        assert _tick(defs, "universe_sync", instance).skip_message
-
-        universe = yaml.safe_load((project.config_dir / "universe.yaml").read_text())
-        universe["tickers"].append("CCC")
-        (project.config_dir / "universe.yaml").write_text(yaml.safe_dump(universe))
-        result = _tick(defs, "universe_sync", instance)
-
-    assert [list(r.partition_keys) for r in result.dynamic_partitions_requests] == [["CCC"]]
-    (backfill,) = result.run_requests
-    assert backfill.requires_backfill_daemon()
-    assert backfill.tags["quant_assets/tickers_added"] == "CCC"
-    subset = backfill.asset_graph_subset
-    windows = ["2019-01-01", "2019-02-01", "2019-03-01"]
-    bars = {str(k) for k in subset.get_partitions_subset(dg.AssetKey("bars")).get_partition_keys()}
-    assert bars == {f"{w}|CCC" for w in windows}  # the new ticker's whole history, only
-    assert dg.AssetKey("features") in subset.asset_keys
-    assert dg.AssetKey("next_state_model") not in subset.asset_keys  # global models stay
+        second = _tick(defs, "converge", instance, first.cursor)
+    # Everything is missing: date-window assets first (no cut-off fits in three months, so
+    # the regimes join the benchmark), like the CLI's first stage.
+    assert _run(second) == (["benchmark_bars", "regimes"], "2019-01-01", "2019-03-01")
+    pending = json.loads(second.cursor)["pending"]
+    assert sorted(map(tuple, pending["bars"])) == [
+        (w, t) for w in ("2019-01-01", "2019-02-01", "2019-03-01") for t in ("AAA", "BBB")
+    ]  # the files' windows wait for their run
 
 
 def test_a_malformed_universe_edit_fails_the_tick_naming_the_file(make_project):
@@ -100,82 +99,82 @@ def test_a_malformed_universe_edit_fails_the_tick_naming_the_file(make_project):
     (project.config_dir / "universe.yaml").write_text(yaml.safe_dump(universe))
     with dg.instance_for_test() as instance:
         with pytest.raises(Exception, match=r"universe\.yaml.*AAPL; DROP TABLE bars"):
-            _tick(defs, "universe_sync", instance)
+            _tick(defs, "converge", instance)
         assert list(instance.get_dynamic_partitions("ticker")) == []
 
 
-# --- drop folder --------------------------------------------------------------------------
-
-
-def test_rectangles_group_contiguous_windows_and_tickers():
-    windows = ["w1", "w2", "w3", "w4"]
-    tickers = ["A", "B", "C", "D"]
-    changed = {"A": ["w3", "w4"], "B": ["w3", "w4"], "D": ["w3", "w4"], "C": ["w1"]}
-    assert rectangles(changed, windows, tickers) == [
-        ("w1", "w1", ["C"]),
-        ("w3", "w4", ["A", "B"]),
-        ("w3", "w4", ["D"]),
-    ]
-
-
-def test_drop_folder_requests_exactly_new_and_changed_partitions_once(make_project):
-    project = make_project(["AAA", "BBB", "CCC"], date(2019, 1, 1), date(2019, 4, 30))
+def test_a_complete_graph_requests_nothing_and_files_seen_first_are_not_reingested(
+    converged_copy,
+):
+    project, instance = converged_copy
     defs = _defs(project)
+    result = _tick(defs, "converge", instance)
+    assert not result.run_requests
+    assert result.skip_message == "every asset is complete and current"
+    again = _tick(defs, "converge", instance, result.cursor)
+    assert again.skip_message == "nothing changed since the last tick"  # one query, no plan
+
+
+def test_a_changed_row_in_the_drop_folder_runs_exactly_its_window_first(converged_copy):
+    project, instance = converged_copy
+    defs = _defs(project)
+    cursor = _tick(defs, "converge", instance).cursor
+    bbb = project.bars("BBB")
+    fix = pl.col("date") == date(2017, 3, 15)
+    project.write(
+        "BBB",
+        bbb.with_columns(
+            pl.when(fix).then(pl.col(c) * 1.01).otherwise(pl.col(c))
+            for c in ("open", "high", "low", "close")
+        ),
+    )
+    result = _tick(defs, "converge", instance, cursor)
+    assert _run(result) == (["bars"], "2017-01-01|BBB", "2017-01-01|BBB")
+    assert json.loads(result.cursor)["pending"] == {}  # the run covers the change
+
+
+def test_a_bad_file_is_refused_once_recorded_and_blocks_nothing(converged_copy):
+    project, instance = converged_copy
+    defs = _defs(project)
+    cursor = _tick(defs, "converge", instance).cursor
+    bad = project.bars("AAA").with_columns(
+        pl.when(pl.col("date") == date(2018, 6, 5))
+        .then(-1.0)
+        .otherwise(pl.col("close"))
+        .alias("close")
+    )
+    project.write("AAA", bad)
     ccc = project.bars("CCC")
-    (project.drop / "CCC.csv").unlink()  # CCC arrives later, as a new file
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("ticker", ["AAA", "BBB", "CCC"])
-        first = _tick(defs, "drop_folder", instance)
-        # Every window of the files present, as one rectangle; the benchmark separately.
-        assert _bars_partitions(first) == {("2019-01-01", "2019-04-01", "AAA", "BBB")}
-        benchmark = [
-            r for r in first.run_requests if r.asset_selection[0].path == ["benchmark_bars"]
-        ]
-        assert len(benchmark) == 1
-        cursor = first.cursor
-
-        again = _tick(defs, "drop_folder", instance, cursor)
-        assert not again.run_requests  # nothing new: nothing runs twice
-        assert again.skip_message == "no new or changed rows"
-
-        # A new file and a change to one row of March in an existing file.
-        project.write("CCC", ccc)
-        bbb = project.bars("BBB").with_columns(
-            pl.when(pl.col("date") == date(2019, 3, 15))
-            .then(pl.col("close") * 1.01)
-            .otherwise(pl.col("close"))
-            .alias("close")
-        )
-        project.write("BBB", bbb)
-        changed = _tick(defs, "drop_folder", instance, again.cursor or cursor)
-        assert _bars_partitions(changed) == {
-            ("2019-03-01", "2019-03-01", "BBB", "BBB"),
-            ("2019-01-01", "2019-04-01", "CCC", "CCC"),
-        }
-        assert all(r.run_key for r in changed.run_requests)
-        after = _tick(defs, "drop_folder", instance, changed.cursor)
-        assert not after.run_requests
+    project.write(
+        "CCC",
+        ccc.with_columns(
+            pl.when(pl.col("date") == date(2019, 2, 1)).then(pl.col(c) * 1.01).otherwise(pl.col(c))
+            for c in ("open", "high", "low", "close")
+        ),
+    )
+    result = _tick(defs, "converge", instance, cursor)
+    # The last window: what reads it back is in the same window, so it joins the run.
+    per_ticker = ["bars", "features", "labels", "signals"]
+    assert _run(result) == (per_ticker, "2019-01-01|CCC", "2019-01-01|CCC")
+    alerts = (project.home / "alerts" / FAILURE_LOG).read_text().splitlines()
+    (record,) = [json.loads(line) for line in alerts]
+    assert record["kind"] == "input_refused"
+    assert record["file"].endswith("AAA.csv")
+    assert "ticker=AAA" in record["error"] and "2018-06-05" in record["error"]
+    again = _tick(defs, "converge", instance, result.cursor)
+    assert len((project.home / "alerts" / FAILURE_LOG).read_text().splitlines()) == 1  # once
+    assert "AAA.csv" in json.loads(again.cursor)["folder"]["refused"]
 
 
-def test_drop_folder_reports_an_unreadable_file_and_keeps_going(make_project):
-    project = make_project(["AAA", "BBB"], date(2019, 1, 1), date(2019, 2, 28))
+def test_the_sensor_waits_while_a_run_is_in_progress(converged_copy):
+    project, instance = converged_copy
     defs = _defs(project)
-    (project.drop / "AAA.csv").write_text("date,close\n2019-01-02,abc\n")
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("ticker", ["AAA", "BBB"])
-        result = _tick(defs, "drop_folder", instance)
-    assert _bars_partitions(result) == {("2019-01-01", "2019-02-01", "BBB", "BBB")}
-    assert "AAA.csv" not in json.loads(result.cursor)["files"]  # retried once fixed
-
-
-def test_no_drop_folder_sensor_without_the_files_provider(make_project):
-    project = make_project(["AAA"], date(2019, 1, 1), date(2019, 1, 31))
-    providers = yaml.safe_load((project.config_dir / "providers.yaml").read_text())
-    providers["provider"] = "synthetic"
-    (project.config_dir / "providers.yaml").write_text(yaml.safe_dump(providers))
-    names = [s.name for s in _defs(project).sensors]
-    assert "drop_folder" not in names
-    assert {"universe_sync", "run_failures", "quant_assets_automation"} <= set(names)
+    instance.add_run(
+        dg.DagsterRun(job_name="elsewhere", run_id="r" * 32, status=dg.DagsterRunStatus.STARTED)
+    )
+    result = _tick(defs, "converge", instance)
+    assert not result.run_requests
+    assert result.skip_message.startswith("waiting for 1 run(s) in progress")
 
 
 # --- failed runs --------------------------------------------------------------------------
