@@ -312,6 +312,15 @@ class ModelRegistry:
         self.client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
         return True
 
+    def follow_walk_forward(self, name: str, version: str, through: date) -> bool:
+        """Point ``@champion`` at ``version``, the champion after the gates of a run whose
+        last cut-off is ``through``, unless the alias holds a model of a later cut-off."""
+        current = self.champion(name)
+        if current is not None and (current[1] > through or current[0] == version):
+            return False
+        self.client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+        return True
+
     def load_python_model(self, name: str, version: str) -> Any:
         """The pyfunc's Python object (e.g. with its LightGBM boosters) for a version."""
         return _load_python_model(self.tracking_uri, name, version)

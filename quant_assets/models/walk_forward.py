@@ -307,4 +307,11 @@ def train_cutoffs(
             config_hash,
         )
         rows.extend(trained)
+    if champion is not None and cutoffs:
+        # The walk-forward record's champion after the last gate serves the live window: a
+        # re-run through the live cut-off (new history) moves @champion to it even when that
+        # is an earlier cut-off's model; a re-run of older cut-offs only leaves it alone.
+        registry.follow_walk_forward(
+            settings.models.mlflow.registered_model, champion[0], max(cutoffs)
+        )
     return pl.from_dicts(rows, schema={c.name: c.dtype for c in schemas.NEXT_STATE_MODEL})
