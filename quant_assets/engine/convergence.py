@@ -147,7 +147,7 @@ class GraphView:
     def _window_step(self, parent: dg.AssetKey, child: dg.AssetKey, window: str | None):
         memo = (parent, child, window)
         if memo not in self._steps:
-            self._steps[memo] = _window_step(self, parent, child, window)
+            self._steps[memo] = window_step(self, parent, child, window)
         return self._steps[memo]
 
     # --- closures ---------------------------------------------------------------------------
@@ -164,8 +164,8 @@ class GraphView:
         return out
 
 
-def _window_step(view: GraphView, parent, child, window) -> tuple[str, ...]:
-    """Child windows reading the parent's ``window`` (Dagster's mapping, date dimension)."""
+def window_step(view: GraphView, parent, child, window) -> tuple[str, ...]:
+    """Child windows reading the parent's ``window`` (the mapping's date dimension)."""
     child_def, parent_def = view.date_def(child), view.date_def(parent)
     child_windows = view.windows[child]
     if parent_def is None or window is None:
@@ -179,9 +179,32 @@ def _window_step(view: GraphView, parent, child, window) -> tuple[str, ...]:
     if not isinstance(mapping, dg.TimeWindowPartitionMapping):
         mapping = dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)
     assert child_def is not None
+    if parent_def.cron_schedule == child_def.cron_schedule:
+        # One grid of windows (the same cron): child w reads parent windows w + start_offset
+        # .. w + end_offset, so parent u is read by u - end_offset .. u - start_offset. The
+        # same answer as Dagster's mapping, without its cron iteration (~13 ms a call).
+        grid = sorted(set(view.windows[parent]) | set(child_windows))
+        at = grid.index(window)
+        first, last = at - mapping.end_offset, at - mapping.start_offset
+        chosen = set(child_windows)
+        return tuple(w for w in grid[max(first, 0) : max(last + 1, 0)] if w in chosen)
+    return dagster_window_step(view, parent, child, window, mapping)
+
+
+def dagster_window_step(view: GraphView, parent, child, window, mapping=None) -> tuple[str, ...]:
+    """:func:`_window_step` by Dagster's own mapping (the reference of the fast path)."""
+    child_def, parent_def = view.date_def(child), view.date_def(parent)
+    assert child_def is not None and parent_def is not None
+    if mapping is None:
+        mapping = view.graph.get_partition_mapping(child, parent)
+        by_dimension = getattr(mapping, "downstream_mappings_by_upstream_dimension", None)
+        if by_dimension is not None:
+            mapping = by_dimension[DATE_DIMENSION].partition_mapping
+        if not isinstance(mapping, dg.TimeWindowPartitionMapping):
+            mapping = dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)
     subset = parent_def.subset_with_partition_keys([window])
     hit = mapping.get_downstream_partitions_for_partitions(subset, parent_def, child_def)
-    return tuple(k for k in hit.get_partition_keys() if k in set(child_windows))
+    return tuple(k for k in hit.get_partition_keys() if k in set(view.windows[child]))
 
 
 # --- what a backfill recomputes ------------------------------------------------------------

@@ -127,6 +127,20 @@ def test_the_alias_never_moves_back_to_an_older_cutoff(registry):
     assert registry.champion(NAME) == (new.version, date(2011, 1, 1))
 
 
+def test_a_retrain_through_the_live_cutoff_hands_the_alias_to_its_walk_forward_champion(
+    registry,
+):
+    """New history retrains 2010 and 2011; 2011's gate keeps the (new) 2010 model: that model
+    serves the live window, not the 2011 model trained on the old history."""
+    stale, _ = _log(registry, date(2011, 1, 1), seed=2)
+    assert registry.promote(NAME, stale.version, date(2011, 1, 1))
+    retrained, _ = _log(registry, date(2010, 1, 1), seed=3)
+    assert not registry.follow_walk_forward(NAME, retrained.version, date(2010, 1, 1))
+    assert registry.champion(NAME) == (stale.version, date(2011, 1, 1))  # an old cut-off only
+    assert registry.follow_walk_forward(NAME, retrained.version, date(2011, 1, 1))
+    assert registry.champion(NAME) == (retrained.version, date(2010, 1, 1))
+
+
 def test_the_gate_refuses_a_worse_model_and_one_that_does_not_clear_the_margin():
     gate = PromotionSettings(metric="log_loss", min_improvement=0.01)
     assert promotion_decision(0.95, None, gate).promote  # no champion yet
