@@ -15,7 +15,9 @@
   launched side by side: slow at 500 tickers and wrong for the strategies, which decide
   across tickers and continue each window from the one before.
 - ``run_failures``: records every failed run under ``$QUANT_ASSETS_HOME/alerts`` and, when
-  configured, posts it to a webhook whose URL comes from an environment variable.
+  configured, posts it to a webhook whose URL comes from an environment variable;
+  ``check_warnings`` records there the failed checks of successful runs (a model cut-off
+  skipped for too few rows names the config keys to change).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from quant_assets.tickers import TICKER_PATTERN
 
 CONVERGE_SENSOR = "converge"
 FAILURE_SENSOR = "run_failures"
+CHECK_SENSOR = "check_warnings"
 ALERTS_DIR = "alerts"
 FAILURE_LOG = "run_failures.jsonl"
 _BAR_VALUES = ("date", "open", "high", "low", "close", "volume")
@@ -523,6 +526,52 @@ def build_failure_sensor(settings: Settings, home: Path) -> dg.RunFailureSensorD
     return run_failures
 
 
+def failed_check_records(instance: dg.DagsterInstance, run: dg.DagsterRun, at: datetime):
+    """An alert record per check a successful run evaluated as failed (a warning: a model
+    cut-off skipped for too few rows, return spikes), with its asset, the run's partitions,
+    the reasons and the config keys to change."""
+    keep = ("dagster/asset_partition_range", "dagster/partition")
+    out = []
+    for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = entry.dagster_event.event_specific_data if entry.dagster_event else None
+        if evaluation is None or evaluation.passed:
+            continue
+        metadata = {k: getattr(v, "value", v) for k, v in (evaluation.metadata or {}).items()}
+        reason = metadata.get("reasons") or metadata.get("failures") or ""
+        out.append(
+            {
+                "kind": "check_failed",
+                "run_id": run.run_id,
+                "failed_at": at.astimezone(UTC).isoformat(timespec="seconds"),
+                "assets": [evaluation.asset_key.to_user_string()],
+                "check": evaluation.check_name,
+                "tags": {k: v for k, v in sorted(run.tags.items()) if k.startswith(keep)},
+                "error": str(reason).strip().splitlines()[0][:500] if reason else "",
+                "config": str(metadata.get("config", "")),
+            }
+        )
+    return out
+
+
+def build_check_sensor(home: Path) -> dg.RunStatusSensorDefinition:
+    @dg.run_status_sensor(
+        name=CHECK_SENSOR,
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        monitor_all_code_locations=False,
+        description=(
+            "Records every failed check of a successful run (a skipped model cut-off, return "
+            "spikes) in alerts/run_failures.jsonl, next to the failed runs."
+        ),
+    )
+    def check_warnings(context: dg.RunStatusSensorContext) -> None:
+        for record in failed_check_records(context.instance, context.dagster_run, _now()):
+            record_failure(home, record)
+            context.log.info(f"recorded failed check {record['check']} of {record['assets'][0]}")
+
+    return check_warnings
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -532,5 +581,9 @@ def _status(enabled: bool) -> dg.DefaultSensorStatus:
 
 
 def build_sensors(settings: Settings, home: Path) -> list:
-    """Every sensor of ``settings``: converge and run_failures."""
-    return [build_converge_sensor(settings, home), build_failure_sensor(settings, home)]
+    """Every sensor of ``settings``: converge, run_failures and check_warnings."""
+    return [
+        build_converge_sensor(settings, home),
+        build_failure_sensor(settings, home),
+        build_check_sensor(home),
+    ]

@@ -304,3 +304,42 @@ def test_failure_record_keeps_only_our_tags():
     record = failure_record(run, "boom\nsecond line", datetime(2020, 1, 1, tzinfo=UTC))
     assert record["tags"] == {"quant_assets/session": "2019-01-02"}
     assert record["error"] == "boom"
+
+
+def test_a_skipped_model_cutoff_is_a_failed_check_in_the_alerts_and_in_status(make_project):
+    from quant_assets.engine.instance import open_instance
+    from quant_assets.engine.status import graph_status
+    from quant_assets_tests.conftest import FAST_MODELS, FAST_REGIMES, materialize_all
+
+    project = make_project(["AAA", "BBB"], date(2019, 1, 1), date(2020, 12, 31), grain="year")
+    models = {**FAST_MODELS, "min_history_years": 1}
+    models["split"] = {**FAST_MODELS["split"], "min_train_rows": 1_000_000}  # too few rows
+    (project.config_dir / "models.yaml").write_text(yaml.safe_dump(models))
+    regimes = {**FAST_REGIMES, "min_history_years": 1}
+    (project.config_dir / "regimes.yaml").write_text(yaml.safe_dump(regimes))
+    materialize_all(project, ["next_state_model"])
+    instance = open_instance(project.home)
+    (run,) = [
+        r
+        for r in instance.get_runs()
+        if dg.AssetKey("next_state_model") in (r.asset_selection or set())
+    ]
+    context = dg.build_run_status_sensor_context(
+        sensor_name="check_warnings",
+        dagster_event=next(iter(instance.all_logs(run.run_id))).dagster_event,
+        dagster_instance=instance,
+        dagster_run=run,
+    )
+    defs = _defs(project)
+    defs.resolve_sensor_def("check_warnings")._run_status_sensor_fn(context)
+    records = [
+        json.loads(x) for x in (project.home / "alerts" / FAILURE_LOG).read_text().splitlines()
+    ]
+    (record,) = [r for r in records if r["check"] == "next_state_model_trained"]
+    assert record["kind"] == "check_failed" and record["assets"] == ["next_state_model"]
+    assert record["error"].startswith("2020-01-01: cut-off 2020-01-01")
+    assert "min_train_rows" in record["config"]
+    report = graph_status(load_settings(project.config_dir), project.home)
+    (problem,) = [p for p in report.problems if p.asset == "next_state_model"]
+    assert problem.what == "check next_state_model_trained failed"
+    assert "min_train_rows" in problem.action
