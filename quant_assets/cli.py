@@ -1,5 +1,5 @@
 """``quant-assets``: run the asset graph, export tables, inspect signals and predictions,
-list the walk-forward models, report and compare strategies, show status."""
+list the walk-forward models, report and compare strategies, converge, show status."""
 
 from __future__ import annotations
 
@@ -209,6 +209,41 @@ def backfill(
         )
     except QuantAssetsError as exc:
         _fail(exc)
+
+
+@app.command()
+def converge(config: ConfigOption = None) -> None:
+    """Bring every asset to complete and current now, in this process: the converge sensor's
+    plan (missing partitions whose inputs exist, partitions older than an input, and what
+    reads them), one range run at a time, until nothing is left or a run fails."""
+    from quant_assets.engine.convergence import converge_in_process
+    from quant_assets.engine.plan import RunPlan
+    from quant_assets.engine.runner import RunOutcome
+
+    try:
+        settings = _settings(config)
+
+        def on_run(plan: RunPlan, outcome: RunOutcome | None) -> None:
+            if outcome is None:
+                return
+            mark = "[green]ok[/]" if outcome.success else "[red]FAILED[/]"
+            console.print(
+                f"{mark} {plan.label} in {outcome.seconds:.1f}s (run {outcome.run_id[:8]})"
+            )
+            if outcome.error:
+                errors.print(outcome.error)
+
+        outcomes = converge_in_process(settings, data_home(), on_run=on_run)
+    except QuantAssetsError as exc:
+        _fail(exc)
+        return
+    if outcomes and not outcomes[-1].success:
+        raise typer.Exit(1)
+    console.print(
+        f"[green]done[/]: {len(outcomes)} run(s); every asset is complete and current"
+        if outcomes
+        else "nothing to do: every asset is complete and current"
+    )
 
 
 @app.command()

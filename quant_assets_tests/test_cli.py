@@ -99,6 +99,11 @@ def test_materialize_export_and_inspect_signals_round_trip(make_project, cli, tm
     assert shown.exit_code == 0 and "trend_alpha" in shown.output and "2020-02-28" in shown.output
     status = cli(project, "status")
     assert status.exit_code == 0 and "signals" in status.output
+    assert "not complete and current" in status.output  # only signals and what it reads
+    converged = cli(project, "converge")
+    assert converged.exit_code == 0, converged.output
+    assert "every asset is complete and current" in cli(project, "status").output
+    assert "nothing to do" in cli(project, "converge").output
 
 
 MALFORMED_TICKERS = ["AAPL; DROP TABLE bars", "../etc", "", "A" * 100]
