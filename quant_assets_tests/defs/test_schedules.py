@@ -97,3 +97,20 @@ def test_schedule_skips_sessions_after_the_universe_end(make_project):
     result = _evaluate(project, datetime(2019, 7, 1, 16, 30, tzinfo=NEW_YORK))
     assert not result.run_requests
     assert "after universe.yaml end" in (result.skip_message or "")
+
+
+@pytest.mark.parametrize(
+    ("provider", "status"),
+    [("files", dg.DefaultScheduleStatus.STOPPED), ("synthetic", dg.DefaultScheduleStatus.RUNNING)],
+)
+def test_with_the_files_provider_alone_the_drop_folder_is_the_daily_trigger(
+    make_project, provider, status
+):
+    import yaml
+
+    project = make_project(["AAA"], date(2019, 1, 1), date(2019, 6, 28))
+    providers = yaml.safe_load((project.config_dir / "providers.yaml").read_text())
+    providers["provider"] = provider
+    (project.config_dir / "providers.yaml").write_text(yaml.safe_dump(providers))
+    defs = build_definitions(load_settings(project.config_dir), project.home)
+    assert defs.resolve_schedule_def("daily_update").default_status == status
