@@ -617,8 +617,8 @@ def status(config: ConfigOption = None) -> None:
     tables = Table(title=f"tables in {home / 'warehouse.duckdb'}")
     for column in ("table", "rows", "tickers", "first date", "last date"):
         tables.add_column(column)
-    for row in table_summary(home, _graph_assets(settings)):
-        tables.add_row(*(str(v) for v in row))
+    for stored in table_summary(home, _graph_assets(settings)):
+        tables.add_row(*(str(v) for v in stored))
     console.print(f"config directory: {settings.config_dir}")
     console.print(f"data directory:   {home}")
     Console(width=max(console.width, 110)).print(graph)  # asset names never cut in a pipe

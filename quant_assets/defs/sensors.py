@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -533,7 +534,7 @@ def failed_check_records(instance: dg.DagsterInstance, run: dg.DagsterRun, at: d
     keep = ("dagster/asset_partition_range", "dagster/partition")
     out = []
     for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
-        evaluation = entry.dagster_event.event_specific_data if entry.dagster_event else None
+        evaluation: Any = entry.dagster_event.event_specific_data if entry.dagster_event else None
         if evaluation is None or evaluation.passed:
             continue
         metadata = {k: getattr(v, "value", v) for k, v in (evaluation.metadata or {}).items()}

@@ -55,7 +55,7 @@ class GraphView:
         self._steps: dict[tuple, tuple[str, ...]] = {}
         for key in self.keys:
             date_def = self.date_def(key)
-            self.windows[key] = date_def.get_partition_keys() if date_def is not None else []
+            self.windows[key] = list(date_def.get_partition_keys()) if date_def is not None else []
 
     def _materializable(self, key: dg.AssetKey) -> bool:
         return key in self.graph.materializable_asset_keys
@@ -109,8 +109,7 @@ class GraphView:
         if node.tags.get(CUTOFF_MODEL_TAG) == "true":
             # ISO dates compare as strings: the cut-offs strictly after the first change.
             first = min((w for w, _ in parts if w is not None), default=None)
-            hit = [w for w in child_windows if first is None or w > first]
-            return {(w, None) for w in hit}
+            return {(w, None) for w in child_windows if first is None or w > first}
         out: set[Part] = set()
         by_window: dict[str | None, set[str | None]] = {}
         for window, ticker in parts:
@@ -118,16 +117,16 @@ class GraphView:
         lookback = int(node.metadata.get(LOOKBACK_METADATA, 0) or 0)
         index = {w: i for i, w in enumerate(child_windows)}
         for window, tickers in by_window.items():
-            hit = set(self._window_step(parent, child, window))
-            if lookback and window in index:
-                hit.update(child_windows[index[window] : index[window] + lookback + 1])
-            for w in hit:
+            reached = set(self._window_step(parent, child, window))
+            if window is not None and lookback and window in index:
+                reached.update(child_windows[index[window] : index[window] + lookback + 1])
+            for w in reached:
                 for t in tickers_of(tickers):
                     out.add((w, t))
         if node.tags.get(PATH_DEPENDENT_TAG) == "true" and out:
-            first = min(index[w] for w, _ in out if w in index)
+            earliest = min(index[w] for w, _ in out if w is not None and w in index)
             touched = {t for _, t in out}
-            out = {(w, t) for w in child_windows[first:] for t in touched}
+            out = {(w, t) for w in child_windows[earliest:] for t in touched}
         return out
 
     def _ticker_rule(self, parent: dg.AssetKey, child: dg.AssetKey):
@@ -215,7 +214,7 @@ def to_key(view: GraphView, key: dg.AssetKey, part: Part) -> str | dg.MultiParti
     if view.node(key).partitions_def is None:
         return None
     if view.per_ticker(key):
-        return dg.MultiPartitionKey({DATE_DIMENSION: window, TICKER_DIMENSION: ticker})
+        return dg.MultiPartitionKey({DATE_DIMENSION: str(window), TICKER_DIMENSION: str(ticker)})
     return window
 
 
@@ -424,11 +423,11 @@ class Step:
 
     @property
     def windows(self) -> list[str]:
-        return sorted({w for w, _ in self.parts if w is not None})
+        return sorted({str(w) for w, _ in self.parts if w is not None})
 
     @property
     def tickers(self) -> list[str]:
-        return sorted({t for _, t in self.parts if t is not None})
+        return sorted({str(t) for _, t in self.parts if t is not None})
 
     def describe(self) -> str:
         names = ", ".join(a.to_user_string() for a in self.assets)
