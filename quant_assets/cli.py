@@ -216,7 +216,7 @@ def converge(config: ConfigOption = None) -> None:
     """Bring every asset to complete and current now, in this process: the converge sensor's
     plan (missing partitions whose inputs exist, partitions older than an input, and what
     reads them), one range run at a time, until nothing is left or a run fails."""
-    from quant_assets.engine.convergence import converge_in_process
+    from quant_assets.engine.converge import converge_in_process
     from quant_assets.engine.plan import RunPlan
     from quant_assets.engine.runner import RunOutcome
 

@@ -239,17 +239,10 @@ def build_converge_sensor(settings: Settings, home: Path) -> dg.SensorDefinition
         # Re-read the YAML on every tick: editing universe.yaml needs no code reload. A
         # malformed edit (bad ticker, bad YAML) fails the tick with the file, key and rule.
         current = load_settings(settings.config_dir)
-        wanted = current.universe.tickers
         existing = list(context.instance.get_dynamic_partitions(TICKER_DIMENSION))
-        requests = universe_partition_requests(wanted, existing)
+        requests = universe_partition_requests(current.universe.tickers, existing)
         if requests:  # this tick changes the partitions; the next one plans on them
-            removed = [t for t in existing if t not in set(wanted)]
-            added = [t for t in wanted if t not in set(existing)]
-            context.log.info(f"universe change: added {added or '-'}, removed {removed or '-'}")
-            if removed:
-                assert context.repository_def is not None
-                seeds = removal_seeds(context.repository_def.asset_graph, existing, removed)
-                _add_pending(cursor, seeds)
+            _universe_changed(context, current.universe.tickers, existing, cursor)
             return dg.SensorResult(
                 dynamic_partitions_requests=requests, cursor=_dump_cursor(cursor)
             )
@@ -257,34 +250,45 @@ def build_converge_sensor(settings: Settings, home: Path) -> dg.SensorDefinition
         if running:
             reason = f"waiting for {len(running)} run(s) in progress ({running[0][:8]}, ...)"
             return dg.SensorResult(skip_reason=reason, cursor=context.cursor)
-        assert context.repository_def is not None  # sensors always run in a repository
-        view = GraphView(context.repository_def.asset_graph, existing)
         if files is not None:
             valid = set(windows_def.get_partition_keys())
             _scan_drop_folder(context, current, files.path, cursor, existing, valid, home)
-        if _unchanged(context.instance, cursor):
-            return dg.SensorResult(
-                skip_reason="nothing changed since the last tick", cursor=_dump_cursor(cursor)
-            )
-        seeds = _pending(view, cursor)
-        state = graph_state(view, context.instance)
-        target = convergence_target(state, seeds)
-        step = next_step(view, target)
-        if step is None:
-            return dg.SensorResult(
-                skip_reason="every asset is complete and current", cursor=_dump_cursor(cursor)
-            )
-        _launched(cursor, view, step)
-        context.log.info(f"next run: {step.describe()}")
-        tags = {
-            "quant_assets/launched_by": CONVERGE_SENSOR,
-            "quant_assets/step": step.describe()[:250],
-        }
-        return dg.SensorResult(
-            run_requests=[step_run_request(step, tags)], cursor=_dump_cursor(cursor)
-        )
+        return _next_run(context, existing, cursor)
 
     return converge
+
+
+def _universe_changed(
+    context: dg.SensorEvaluationContext, wanted: list[str], existing: list[str], cursor: dict
+) -> None:
+    removed = [t for t in existing if t not in set(wanted)]
+    added = [t for t in wanted if t not in set(existing)]
+    context.log.info(f"universe change: added {added or '-'}, removed {removed or '-'}")
+    if removed:
+        assert context.repository_def is not None
+        _add_pending(cursor, removal_seeds(context.repository_def.asset_graph, existing, removed))
+
+
+def _next_run(
+    context: dg.SensorEvaluationContext, tickers: list[str], cursor: dict
+) -> dg.SensorResult:
+    """The next run of the plan, or why there is none."""
+    if _unchanged(context.instance, cursor):
+        return dg.SensorResult(
+            skip_reason="nothing changed since the last tick", cursor=_dump_cursor(cursor)
+        )
+    assert context.repository_def is not None  # sensors always run in a repository
+    view = GraphView(context.repository_def.asset_graph, tickers)
+    state = graph_state(view, context.instance)
+    step = next_step(view, convergence_target(state, _pending(view, cursor)))
+    if step is None:
+        return dg.SensorResult(
+            skip_reason="every asset is complete and current", cursor=_dump_cursor(cursor)
+        )
+    _launched(cursor, view, step)
+    context.log.info(f"next run: {step.describe()}")
+    tags = {"quant_assets/launched_by": CONVERGE_SENSOR, "quant_assets/step": step.describe()[:250]}
+    return dg.SensorResult(run_requests=[step_run_request(step, tags)], cursor=_dump_cursor(cursor))
 
 
 def removal_seeds(asset_graph, before: Sequence[str], removed: Sequence[str]) -> Parts:

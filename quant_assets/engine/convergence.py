@@ -24,20 +24,13 @@ cut-off), each asset's set rounded to one rectangle (the single-run shape of the
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from quant_assets.defs.common import CUTOFF_MODEL_TAG, LOOKBACK_METADATA, PATH_DEPENDENT_TAG
 from quant_assets.defs.partitions import DATE_DIMENSION, TICKER_DIMENSION
-from quant_assets.engine.plan import RunPlan
-from quant_assets.settings import Settings
-
-if TYPE_CHECKING:
-    from quant_assets.engine.runner import RunOutcome
 
 Part = tuple[str | None, str | None]
 Parts = dict[dg.AssetKey, set[Part]]
@@ -546,62 +539,3 @@ def parts_of(view: GraphView, key: dg.AssetKey, windows: Iterable[str], tickers:
     if view.per_ticker(key):
         return set(itertools.product(windows, tickers))
     return {(w, None) for w in windows}
-
-
-# --- in-process ------------------------------------------------------------------------------
-
-
-def step_plan(step: Step) -> RunPlan:
-    """The step as the CLI's :class:`~quant_assets.engine.plan.RunPlan`."""
-    request = step_run_request(step, {})
-    start = request.tags.get("dagster/asset_partition_range_start", "")
-    end = request.tags.get("dagster/asset_partition_range_end", "")
-    return RunPlan(
-        assets=tuple(a.to_user_string() for a in step.assets),
-        range_start=start,
-        range_end=end,
-        partitions=max(len(step.parts), 1),
-        label=step.describe(),
-    )
-
-
-def converge_in_process(
-    settings: Settings,
-    home: Path,
-    seeds: Mapping[dg.AssetKey, Collection[Part]] | None = None,
-    on_run: Callable[[RunPlan, RunOutcome | None], None] | None = None,
-    max_runs: int = 1000,
-) -> list[RunOutcome]:
-    """What the ``converge`` sensor does, in this process, until the graph is complete and
-    current (or a run fails): the same plan, one run at a time (``quant-assets converge``)."""
-    from quant_assets.defs.definitions import build_definitions
-    from quant_assets.engine.instance import fail_dead_runs, open_instance, sync_ticker_partitions
-    from quant_assets.engine.runner import execute_plan
-
-    defs = build_definitions(settings, home)
-    graph = defs.resolve_asset_graph()
-    instance = open_instance(home)
-    outcomes: list[RunOutcome] = []
-    pending: Parts = {k: set(v) for k, v in (seeds or {}).items()}
-    try:
-        fail_dead_runs(instance)
-        sync_ticker_partitions(instance, settings.universe.tickers)
-        view = GraphView(graph, list(instance.get_dynamic_partitions(TICKER_DIMENSION)))
-        while len(outcomes) < max_runs:
-            step = next_step(view, convergence_target(graph_state(view, instance), pending))
-            if step is None:
-                break
-            plan = step_plan(step)
-            if on_run:
-                on_run(plan, None)
-            outcome = execute_plan(defs, instance, plan, {"quant_assets/converged_by": "cli"})
-            outcomes.append(outcome)
-            if on_run:
-                on_run(plan, outcome)
-            for key in step.assets:
-                pending.get(key, set()).difference_update(step.parts)
-            if not outcome.success:
-                break
-        return outcomes
-    finally:
-        instance.dispose()

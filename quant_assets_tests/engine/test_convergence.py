@@ -11,10 +11,10 @@ import dagster as dg
 import pytest
 
 from quant_assets.defs.definitions import build_definitions
+from quant_assets.engine.converge import converge_in_process
 from quant_assets.engine.convergence import (
     GraphView,
     completeness,
-    converge_in_process,
     convergence_target,
     dagster_window_step,
     describe,
