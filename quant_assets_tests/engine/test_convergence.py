@@ -148,3 +148,20 @@ def test_converging_runs_exactly_the_stale_windows_and_ends_equal_to_before(pipe
     before, after = tables(pipeline.home), tables(touched.home)
     for name in sorted(before):
         assert after[name].equals(before[name]), name
+
+
+def test_a_cutoff_reached_by_the_calendar_is_trained_and_no_earlier_one(pipeline, tmp_path):
+    """The universe runs on into 2020: the new date windows are ingested and the 2020 cut-offs
+    trained, as soon as their inputs (everything before 2020) are there; 2017-2019 stay."""
+    import yaml
+
+    project = copy_project(pipeline, tmp_path / "new_cutoff")
+    universe = yaml.safe_load((project.config_dir / "universe.yaml").read_text())
+    universe["end"] = "2020-06-30"
+    (project.config_dir / "universe.yaml").write_text(yaml.safe_dump(universe))
+    view = _view(project)
+    target = describe(convergence_target(graph_state(view, open_instance(project.home)), {}))
+    assert target["next_state_model"] == "2020-01-01..2020-01-01"
+    assert target["regime_model"] == "2020-01-01..2020-01-01"
+    assert target["bars"] == "2020-01-01..2020-01-01 × AAA,BBB,CCC,DDD"
+    assert target["hybrid_alpha/backtest"] == "2020-01-01..2020-01-01 × AAA,BBB,CCC,DDD"
