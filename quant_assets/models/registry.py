@@ -315,10 +315,15 @@ class ModelRegistry:
     def follow_walk_forward(self, name: str, version: str, through: date) -> bool:
         """Point ``@champion`` at ``version``, the champion after the gates of a run whose
         last cut-off is ``through``, unless the alias holds a model of a later cut-off."""
+        from mlflow.exceptions import MlflowException
+
         current = self.champion(name)
         if current is not None and (current[1] > through or current[0] == version):
             return False
-        self.client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+        try:
+            self.client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+        except MlflowException:  # a champion from another store (nothing registered here)
+            return False
         return True
 
     def load_python_model(self, name: str, version: str) -> Any:
