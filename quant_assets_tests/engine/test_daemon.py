@@ -268,7 +268,7 @@ MODEL_STAGE = "hybrid_alpha/alpha_scores,hybrid_alpha/backtest,hybrid_alpha/posi
 ORDERS_STAGE = "hybrid_alpha/orders,hybrid_alpha/paper_book"
 
 
-def test_a_fresh_data_directory_with_two_files_converges_like_a_full_run(daemon, tmp_path):
+def test_a_fresh_data_directory_with_dropped_files_converges_like_a_full_run(daemon, tmp_path):
     reference = Reference.start(daemon, tmp_path / "reference")
     converged(daemon)
     assert daemon.new_runs() == [
