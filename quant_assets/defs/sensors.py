@@ -298,7 +298,8 @@ def removal_seeds(asset_graph, before: Sequence[str], removed: Sequence[str]) ->
     roots = {r: parts_of(view, r, view.windows[r], removed) for r in view.roots()}
     closure = view.affected({r: p for r, p in roots.items() if view.per_ticker(r)})
     gone = set(removed)
-    return {k: {p for p in v if p[1] not in gone} for k, v in closure.items()}
+    kept = {k: {p for p in v if p[1] not in gone} for k, v in closure.items()}
+    return {k: v for k, v in kept.items() if v}
 
 
 def _scan_drop_folder(

@@ -165,3 +165,14 @@ def test_a_cutoff_reached_by_the_calendar_is_trained_and_no_earlier_one(pipeline
     assert target["regime_model"] == "2020-01-01..2020-01-01"
     assert target["bars"] == "2020-01-01..2020-01-01 × AAA,BBB,CCC,DDD"
     assert target["hybrid_alpha/backtest"] == "2020-01-01..2020-01-01 × AAA,BBB,CCC,DDD"
+
+
+def test_a_removed_ticker_reruns_what_read_it_across_tickers_and_not_its_own_history(pipeline):
+    from quant_assets.defs.sensors import removal_seeds
+
+    view = _view(pipeline)
+    seeds = describe(removal_seeds(view.graph, PIPELINE_TICKERS, ["DDD"]))
+    assert seeds["next_state_model"] == "2017-01-01..2019-01-01"  # trained on DDD too
+    assert seeds["hybrid_alpha/positions"] == "2017-01-01..2019-01-01 × AAA,BBB,CCC"
+    assert "bars" not in seeds and "features" not in seeds  # per-ticker: DDD's are gone
+    assert "regime_model" not in seeds  # the benchmark alone
