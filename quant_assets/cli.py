@@ -622,15 +622,17 @@ def status(config: ConfigOption = None) -> None:
     console.print(f"config directory: {settings.config_dir}")
     console.print(f"data directory:   {home}")
     Console(width=max(console.width, 110)).print(graph)  # asset names never cut in a pipe
-    if report.complete:
+    incomplete = sum(not a.complete for a in report.assets)
+    if not incomplete:
         console.print("[green]every asset is complete and current[/]")
     else:
-        incomplete = sum(not a.complete for a in report.assets)
         console.print(
             f"[yellow]{incomplete} asset(s) not complete and current[/]: the converge sensor "
             "brings them up to date under the daemon (make ui), or run "
             "`quant-assets materialize --select all`"
         )
+    if report.problems:
+        console.print("needs attention:")
     for problem in report.problems:
         console.print(f"[red]{problem.asset}[/] {problem.what}\n  why:  {problem.reason}")
         console.print(f"  do:   {problem.action}")

@@ -50,7 +50,8 @@ class GraphStatus:
 
     @property
     def complete(self) -> bool:
-        return all(a.complete for a in self.assets) and not self.problems
+        """Every asset complete and current (warnings may still need attention)."""
+        return all(a.complete for a in self.assets)
 
 
 def graph_status(settings: Settings, home: Path) -> GraphStatus:
