@@ -332,12 +332,7 @@ def _scan_drop_folder(
         context.log.error(problem)
         record_failure(home, problem_record(CONVERGE_SENSOR, folder / name, problem, _now()))
     seeds: Parts = {}
-    stored = {
-        "bars": context.instance.get_materialized_partitions(dg.AssetKey("bars")),
-        "benchmark_bars": context.instance.get_materialized_partitions(
-            dg.AssetKey("benchmark_bars")
-        ),
-    }
+    stored: dict[str, set[str]] = {}  # read only when a file is seen for the first time
     for symbol in scan.accepted:
         windows = scan.changed[symbol]
         if symbol in scan.first_seen:
@@ -345,11 +340,12 @@ def _scan_drop_folder(
             # filled from this folder): only its windows not stored yet are new; its later
             # changes are tracked by hash.
             asset = "benchmark_bars" if symbol == benchmark else "bars"
-            keys = stored[asset]
+            if asset not in stored:
+                stored[asset] = context.instance.get_materialized_partitions(dg.AssetKey(asset))
             windows = [
                 w
                 for w in windows
-                if (w if asset == "benchmark_bars" else f"{w}|{symbol}") not in keys
+                if (w if asset == "benchmark_bars" else f"{w}|{symbol}") not in stored[asset]
             ]
         if symbol == benchmark:
             seeds.setdefault(dg.AssetKey("benchmark_bars"), set()).update(

@@ -162,14 +162,9 @@ def window_step(view: GraphView, parent, child, window) -> tuple[str, ...]:
     child_windows = view.windows[child]
     if parent_def is None or window is None:
         return tuple(child_windows)
-    mapping = view.graph.get_partition_mapping(child, parent)
-    by_dimension = getattr(mapping, "downstream_mappings_by_upstream_dimension", None)
-    if by_dimension is not None:
-        mapping = by_dimension[DATE_DIMENSION].partition_mapping
+    mapping = date_mapping(view, parent, child)
     if isinstance(mapping, dg.AllPartitionMapping):
         return tuple(child_windows)
-    if not isinstance(mapping, dg.TimeWindowPartitionMapping):
-        mapping = dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)
     assert child_def is not None
     if parent_def.cron_schedule == child_def.cron_schedule:
         # One grid of windows (the same cron): child w reads parent windows w + start_offset
@@ -183,23 +178,31 @@ def window_step(view: GraphView, parent, child, window) -> tuple[str, ...]:
     return dagster_window_step(view, parent, child, window, mapping)
 
 
+def date_mapping(
+    view: GraphView, parent: dg.AssetKey, child: dg.AssetKey
+) -> dg.AllPartitionMapping | dg.TimeWindowPartitionMapping:
+    """The date dimension of the child's mapping of the parent: every window, or a window
+    mapping (by time overlap when the asset declares none: Dagster's default)."""
+    mapping = view.graph.get_partition_mapping(child, parent)
+    by_dimension = getattr(mapping, "downstream_mappings_by_upstream_dimension", None)
+    if by_dimension is not None:
+        mapping = by_dimension[DATE_DIMENSION].partition_mapping
+    if isinstance(mapping, dg.AllPartitionMapping | dg.TimeWindowPartitionMapping):
+        return mapping
+    return dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)
+
+
 def dagster_window_step(view: GraphView, parent, child, window, mapping=None) -> tuple[str, ...]:
-    """:func:`_window_step` by Dagster's own mapping (the reference of the fast path)."""
+    """:func:`window_step` by Dagster's own mapping (the reference of the fast path)."""
     child_def, parent_def = view.date_def(child), view.date_def(parent)
     assert child_def is not None and parent_def is not None
-    if mapping is None:
-        mapping = view.graph.get_partition_mapping(child, parent)
-        by_dimension = getattr(mapping, "downstream_mappings_by_upstream_dimension", None)
-        if by_dimension is not None:
-            mapping = by_dimension[DATE_DIMENSION].partition_mapping
-        if not isinstance(mapping, dg.TimeWindowPartitionMapping):
-            mapping = dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)
+    mapping = mapping or date_mapping(view, parent, child)
     subset = parent_def.subset_with_partition_keys([window])
     hit = mapping.get_downstream_partitions_for_partitions(subset, parent_def, child_def)
     return tuple(k for k in hit.get_partition_keys() if k in set(view.windows[child]))
 
 
-# --- what a backfill recomputes ------------------------------------------------------------
+# --- partition keys ------------------------------------------------------------------------
 
 
 def to_key(view: GraphView, key: dg.AssetKey, part: Part) -> str | dg.MultiPartitionKey | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
@@ -152,8 +153,6 @@ def _refused_inputs(alerts: list[dict]) -> list[Problem]:
 
 
 def _unchanged_since(record: dict) -> bool:
-    from datetime import datetime
-
     path = Path(record.get("file", ""))
     if not path.is_file():
         return False

@@ -17,6 +17,7 @@ from quant_assets.engine.convergence import (
     completeness,
     convergence_target,
     dagster_window_step,
+    date_mapping,
     describe,
     graph_state,
     next_step,
@@ -45,10 +46,7 @@ def test_the_window_arithmetic_equals_dagsters_partition_mappings(pipeline):
         for parent in view.parents_in_graph(child):
             if view.date_def(child) is None or view.date_def(parent) is None:
                 continue
-            mapping = view.graph.get_partition_mapping(child, parent)
-            inner = getattr(mapping, "downstream_mappings_by_upstream_dimension", {})
-            date_mapping = inner["date"].partition_mapping if "date" in inner else mapping
-            if isinstance(date_mapping, dg.AllPartitionMapping):
+            if isinstance(date_mapping(view, parent, child), dg.AllPartitionMapping):
                 continue
             for window in view.windows[parent]:
                 fast = window_step(view, parent, child, window)
