@@ -212,10 +212,3 @@ def copy_project(project: Project, root: Path) -> Project:
                             [old, new, f"%{old}%"],
                         )
     return copy
-
-
-def pytest_collection_modifyitems(items: list) -> None:
-    """The daemon tests (~5 min, one file) go first: with ``--dist loadfile`` the other files
-    then fill the second worker instead of the daemon running alone at the end."""
-    first = [i for i in items if i.path.name == "test_daemon.py"]
-    items[:] = first + [i for i in items if i.path.name != "test_daemon.py"]
