@@ -14,7 +14,7 @@ import duckdb
 import numpy as np
 import polars as pl
 import pytest
-from conftest import materialize_all
+from conftest import copy_project, materialize_all
 
 from quant_assets.engine.instance import open_instance
 from quant_assets.models.registry import ModelRegistry
@@ -81,15 +81,16 @@ def test_the_book_obeys_the_accounting_identity_every_day(pipeline):
         assert per_date["equity"].is_finite().all()
 
 
-def test_a_window_rerun_continues_from_the_stored_book_and_reproduces_it(pipeline):
-    before = {n: table(pipeline, f"trend_only.{n}") for n in ("positions", "backtest")}
+def test_a_window_rerun_continues_from_the_stored_book_and_reproduces_it(pipeline, tmp_path):
+    project = copy_project(pipeline, tmp_path / "copy")  # the session's pipeline stays as built
+    before = {n: table(project, f"trend_only.{n}") for n in ("positions", "backtest")}
     materialize_all(
-        pipeline,
+        project,
         ["trend_only/alpha_scores", "trend_only/positions", "trend_only/backtest"],
         start=date(2019, 1, 1),
     )
     for name, rows in before.items():
-        after = table(pipeline, f"trend_only.{name}")
+        after = table(project, f"trend_only.{name}")
         key = ["date", "ticker"]
         assert after.sort(key).equals(rows.sort(key)), name
 
@@ -171,24 +172,25 @@ def test_a_strategy_config_error_names_the_file_and_the_key(make_project, text, 
     assert "broken.yaml" in message and key in message
 
 
-def test_positions_refuse_a_partial_cross_section_and_write_nothing(pipeline):
+def test_positions_refuse_a_partial_cross_section_and_write_nothing(pipeline, tmp_path):
     from quant_assets.engine.runner import materialize
 
-    settings = load_settings(pipeline.config_dir)
-    database = str(pipeline.home / "warehouse.duckdb")
-    before = table(pipeline, "trend_only.positions")
+    project = copy_project(pipeline, tmp_path / "copy")  # the session's pipeline stays as built
+
+    settings = load_settings(project.config_dir)
+    database = str(project.home / "warehouse.duckdb")
+    before = table(project, "trend_only.positions")
     with duckdb.connect(database) as conn:  # as if a per-ticker backfill had not reached DDD
         conn.execute(
             "delete from trend_only.alpha_scores where ticker = 'DDD' and date >= '2019-01-01'"
         )
     outcomes = materialize(
-        settings, pipeline.home, ["trend_only/positions"], start=date(2019, 1, 1), upstream=False
+        settings, project.home, ["trend_only/positions"], start=date(2019, 1, 1), upstream=False
     )
     assert not outcomes[-1].success
     assert "trend_only/alpha_scores has no rows for DDD" in (outcomes[-1].error or "")
     assert (
-        table(pipeline, "trend_only.positions")
+        table(project, "trend_only.positions")
         .sort("date", "ticker")
         .equals(before.sort("date", "ticker"))
     )
-    materialize_all(pipeline, ["trend_only/alpha_scores"], start=date(2019, 1, 1), upstream=False)
