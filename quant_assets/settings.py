@@ -10,6 +10,7 @@ key and what is wrong, before anything runs.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from datetime import date
@@ -545,6 +546,124 @@ class StrategySettings(_Strict):
     promotion: StrategyPromotionSettings = StrategyPromotionSettings()
 
 
+class ParameterRange(_Strict):
+    """A numeric range of a study parameter: ``low..high`` by ``step`` on a grid (both ends
+    included when they fall on the step), or sampled between them (``log``: on a log scale,
+    ``integer``: whole numbers)."""
+
+    low: float
+    high: float
+    step: float | None = Field(default=None, gt=0)
+    log: bool = False
+    integer: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ParameterRange:
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) is below low ({self.low})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+    def grid(self) -> list[float]:
+        """The grid values low, low + step, ... <= high (a range without a step: both ends)."""
+        if self.step is None:
+            values = [self.low, self.high] if self.high > self.low else [self.low]
+        else:
+            count = math.floor((self.high - self.low) / self.step + 1e-9) + 1
+            values = [round(self.low + i * self.step, 12) for i in range(count)]
+        return [float(round(v)) if self.integer else v for v in values]
+
+
+class StudySearch(_Strict):
+    """How a study walks its space: every point of the grid, or ``trials`` points sampled by
+    Optuna's TPE sampler (seeded) for spaces too large to enumerate."""
+
+    method: Literal["grid", "sample"] = "grid"
+    trials: Annotated[int, Field(ge=1, le=100_000)] = 100
+    seed: int = 17
+    max_grid: Annotated[int, Field(ge=1, le=1_000_000)] = 5_000
+
+
+class StudyConstraints(_Strict):
+    """A trial is eligible in a fold only if, on the fold's train window, it trades at least
+    ``min_trades`` times and its drawdown stays within ``max_drawdown``."""
+
+    min_trades: Annotated[int, Field(ge=0)] = 0
+    max_drawdown: Fraction | None = None
+
+
+class WalkForwardSettings(_Strict):
+    """Folds of the walk-forward selection, in sessions: each fold trains on
+    ``train_sessions`` (rolling) or on everything since the first session (anchored, at least
+    ``train_sessions``) and tests on the next ``test_sessions``."""
+
+    scheme: Literal["anchored", "rolling"] = "anchored"
+    train_sessions: Annotated[int, Field(ge=20, le=20_000)] = 756
+    test_sessions: Annotated[int, Field(ge=5, le=5_000)] = 252
+    start: date | None = None  # first session of the first train window (default: the first)
+
+
+class StudyGates(_Strict):
+    """What a study's selection must pass to be promoted (seed 002's promotion gate)."""
+
+    min_deflated_sharpe: Fraction = 0.95
+    max_pbo: Fraction = 0.5
+    max_spa_pvalue: Fraction = 0.10
+
+
+class StudySettings(_Strict):
+    """One parameter study: ``configs/studies/<name>.yaml``.
+
+    ``space`` maps dotted keys of the base strategy's config (``sizing.kelly_fraction``,
+    ``alpha.weights.bull.trend_alpha``, ``risk.drawdown.max_drawdown`` ...) to a list of
+    values or a :class:`ParameterRange`.
+    """
+
+    name: str
+    description: str = ""
+    base: str
+    space: dict[str, list[Any] | ParameterRange]
+    search: StudySearch = StudySearch()
+    objective: Literal["sharpe", "sortino", "calmar", "cagr"] = "sharpe"
+    constraints: StudyConstraints = StudyConstraints()
+    walk_forward: WalkForwardSettings = WalkForwardSettings()
+    gates: StudyGates = StudyGates()
+    pbo_partitions: Annotated[int, Field(ge=2, le=24)] = 16
+    surface: tuple[str, str] | None = None  # two space keys for the report's heatmaps
+    top_runs: Annotated[int, Field(ge=0, le=50)] = 5  # trials logged as MLflow child runs
+
+    @field_validator("space")
+    @classmethod
+    def _space(cls, space: dict[str, Any]) -> dict[str, Any]:
+        if not space:
+            raise ValueError("needs at least one parameter")
+        for key, values in space.items():
+            if not _DOTTED_KEY.match(key):
+                raise ValueError(f"{key!r} is not a dotted key of the strategy config")
+            if isinstance(values, list) and not values:
+                raise ValueError(f"{key}: the list of values is empty")
+        return space
+
+    @field_validator("pbo_partitions")
+    @classmethod
+    def _even(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError("must be even (CSCV splits the blocks in two halves)")
+        return value
+
+    @model_validator(mode="after")
+    def _surface_in_space(self) -> StudySettings:
+        if self.surface is not None:
+            unknown = [k for k in self.surface if k not in self.space]
+            if unknown:
+                raise ValueError(f"surface: {', '.join(unknown)} not in space")
+        return self
+
+
+_DOTTED_KEY = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z0-9_]+)+$")
+
+
 class PostgresStorageSettings(_Strict):
     """``storage.yaml`` ``postgres:``: the shared PostgreSQL data backend. The password is
     never in the file: ``password_env`` names the environment variable that holds it."""
@@ -644,6 +763,7 @@ class Settings(_Strict):
     models: ModelSettings = ModelSettings()
     risk: RiskSettings = RiskSettings()
     strategies: dict[str, StrategySettings] = {}
+    studies: dict[str, StudySettings] = {}
     storage: StorageSettings = StorageSettings()
     operations: OperationsSettings = OperationsSettings()
 
@@ -662,6 +782,7 @@ _FILES: dict[str, tuple[str, bool]] = {
     "operations": ("operations.yaml", False),
 }
 STRATEGY_DIR = "strategies"
+STUDY_DIR = "studies"
 # DuckDB schemas the warehouse already uses (a strategy's tables live in a schema of its name).
 _RESERVED_STRATEGY_NAMES = {"market", "main", "warehouse", "information_schema", "pg_catalog"}
 _STRATEGY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -744,6 +865,7 @@ def load_settings(config_dir: str | Path | None = None) -> Settings:
     sections["strategies"] = load_strategies(
         directory / STRATEGY_DIR, sections.get("risk", RiskSettings())
     )
+    sections["studies"] = load_studies(directory / STUDY_DIR, sections["strategies"])
     settings = Settings(**sections)
     files = settings.providers.files
     if files is not None and not files.path.is_absolute():
@@ -801,3 +923,61 @@ def load_strategies(directory: Path, risk: RiskSettings) -> dict[str, StrategySe
         except ValidationError as exc:
             raise _first_error(path, exc) from exc
     return strategies
+
+
+def strategy_document(settings: StrategySettings) -> dict[str, Any]:
+    """A strategy as the plain mapping its YAML would hold (every key, defaults included)."""
+    return settings.model_dump(mode="json", exclude={"name"})
+
+
+def load_studies(
+    directory: Path, strategies: dict[str, StrategySettings]
+) -> dict[str, StudySettings]:
+    """Every ``*.yaml`` in ``directory`` as a study named by its file stem.
+
+    Raises ConfigError naming the study file and key for a bad name, an unknown base
+    strategy, a space key the strategy does not have, or an invalid value.
+    """
+    if not directory.is_dir():
+        return {}
+    studies: dict[str, StudySettings] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        name = path.stem
+        if not _STRATEGY_NAME.match(name):
+            raise ConfigError(str(path), "(file name)", "a study name must be 1-40 of a-z, 0-9, _")
+        raw = _read_yaml(path)
+        if "name" in raw and raw["name"] != name:
+            raise ConfigError(
+                str(path), "name", f"must equal the file name ({name!r}) or be left out"
+            )
+        try:
+            study = StudySettings.model_validate({**raw, "name": name})
+        except ValidationError as exc:
+            raise _first_error(path, exc) from exc
+        if study.base not in strategies:
+            known = ", ".join(sorted(strategies)) or "none"
+            raise ConfigError(
+                str(path), "base", f"unknown strategy {study.base!r} (configured: {known})"
+            )
+        document = strategy_document(strategies[study.base])
+        for key in study.space:
+            if not _has_key(document, key.split(".")):
+                raise ConfigError(
+                    str(path), f"space.{key}", f"not a key of strategy {study.base!r}"
+                )
+        studies[name] = study
+    return studies
+
+
+def _has_key(document: dict[str, Any], parts: list[str]) -> bool:
+    node: Any = document
+    for part in parts[:-1]:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    if not isinstance(node, dict):
+        return False
+    if parts[-1] in node:
+        return True
+    # alpha.weights.<regime>.<component>: a component a row may leave out (weight 0).
+    return len(parts) == 4 and parts[:2] == ["alpha", "weights"]
