@@ -48,6 +48,7 @@ TRIAL_HASH_LENGTH = 16
 # Combinations evaluated per step: bounds the (chunk, n_partitions / 2, n_trials) gather at
 # ~32 MB for 1,000 trials and S = 16.
 _COMBINATIONS_PER_CHUNK = 512
+_ZERO_VARIANCE_RELATIVE_STD = 1e-12
 
 
 @dataclass(frozen=True)
@@ -231,8 +232,11 @@ def _half_metric(
     between = np.maximum(block_mean_squared[blocks].sum(axis=1) - n_blocks * np.square(mean), 0.0)
     m2 = block_m2[blocks].sum(axis=1) + block_length * between
     std = np.sqrt(m2 / (n_blocks * block_length - 1))
+    # A constant half's std is rounding noise (~1e-16 of its mean), not 0: below 1e-12 of
+    # the mean it counts as zero variance, and zero variance counts as Sharpe 0.
+    risky = std > _ZERO_VARIANCE_RELATIVE_STD * np.abs(mean)
     sharpe = np.zeros_like(mean)
-    np.divide(mean, std, out=sharpe, where=std > 0)
+    np.divide(mean, std, out=sharpe, where=risky & (std > 0))
     return sharpe
 
 
@@ -261,7 +265,8 @@ def probability_of_backtest_overfitting(
     at or below the out-of-sample median.
 
     ``metric``: ``"sharpe"`` (per-period mean over sample std, ddof=1; a half with zero
-    variance, e.g. a trial that did not trade there, has Sharpe 0) or ``"mean"`` (mean
+    variance, e.g. a trial that did not trade there, has Sharpe 0; a std below 1e-12 of
+    the mean is rounding noise and counts as zero) or ``"mean"`` (mean
     return per period). Ties: in-sample, the first (lowest-index) of the tied best trials is
     selected; out-of-sample, tied trials share their average rank (as
     ``scipy.stats.rankdata``), ranks 1 (worst) to N (best), ω̄ = rank / (N + 1).
@@ -463,10 +468,10 @@ def volatility_matched(benchmark_returns: np.ndarray, strategy_returns: np.ndarr
         raise ValueError(
             f"benchmark_returns has {benchmark.size} values, strategy_returns has {strategy.size}"
         )
-    benchmark_volatility = float(np.std(benchmark, ddof=1))
-    if benchmark_volatility == 0:
+    # Compared for equality, not std == 0: a constant series' std is rounding noise, not 0.
+    if np.all(benchmark == benchmark[0]):
         raise ValueError("benchmark_returns has zero volatility: it cannot be scaled")
-    return benchmark * (float(np.std(strategy, ddof=1)) / benchmark_volatility)
+    return benchmark * (float(np.std(strategy, ddof=1)) / float(np.std(benchmark, ddof=1)))
 
 
 def selection_reality_check(
