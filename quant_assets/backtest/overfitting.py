@@ -320,12 +320,12 @@ def probability_of_backtest_overfitting(
     selected_trial = np.empty(n_combinations, dtype=np.int64)
     in_sample_metric = np.empty(n_combinations)
     out_of_sample_metric = np.empty(n_combinations)
-    statistics = (block_mean, block_mean_squared, block_m2, block_length, metric)
+    half_inputs = (block_mean, block_mean_squared, block_m2, block_length, metric)
     for start in range(0, n_pairs, _COMBINATIONS_PER_CHUNK):
         first = np.arange(start, min(start + _COMBINATIONS_PER_CHUNK, n_pairs))
         second = complement_index[first]
-        metric_first = _half_metric(combinations[first], *statistics)
-        metric_second = _half_metric(combinations[second], *statistics)
+        metric_first = _half_metric(combinations[first], *half_inputs)
+        metric_second = _half_metric(combinations[second], *half_inputs)
         for in_sample_rows, in_sample, out_of_sample in (
             (first, metric_first, metric_second),
             (second, metric_second, metric_first),
