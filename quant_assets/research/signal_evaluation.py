@@ -40,7 +40,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy.stats import rankdata
 
 from quant_assets.schemas import Column
 
@@ -233,7 +232,9 @@ def _forward_return_rows(
     return origin, close[origin + horizon] / close[origin] - 1.0
 
 
-def forward_returns(closes: pl.DataFrame, horizons: Iterable[int] = DEFAULT_HORIZONS) -> pl.DataFrame:
+def forward_returns(
+    closes: pl.DataFrame, horizons: Iterable[int] = DEFAULT_HORIZONS
+) -> pl.DataFrame:
     """The forward return of every (origin session, ticker) over each horizon, stored as-of.
 
     ``closes``: date, ticker, close (other columns ignored), one row per (ticker, session), any
@@ -303,8 +304,35 @@ def _row_range(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def _row_ranks(values: np.ndarray, method: str) -> np.ndarray:
-    """Ranks 1..n within each row among its finite entries (NaN stays NaN)."""
-    return np.asarray(rankdata(values, method=method, axis=1, nan_policy="omit"), dtype=float)
+    """Ranks 1..n within each row of ``values`` (n_dates, n_names) among its finite entries;
+    NaN where absent. ``method="average"`` gives tied entries the mean of their positions
+    (scipy's ``rankdata`` default, what Spearman's correlation uses), ``"min"`` the lowest.
+    Ranks are exact (integers or halves). One sort per call, for all rows at once."""
+    if method not in ("average", "min"):
+        raise ValueError(f"method must be 'average' or 'min', got {method!r}")
+    n_names = values.shape[1]
+    if n_names == 0:
+        return values.astype(float)
+    finite = np.isfinite(values)
+    # Absent entries sort last (+inf), so the finite ones take positions 0..n_finite-1.
+    filled = np.where(finite, values, np.inf)
+    order = np.argsort(filled, axis=1, kind="stable")
+    ordered = np.take_along_axis(filled, order, axis=1)
+    position = np.broadcast_to(np.arange(n_names), values.shape)
+    starts = np.ones(values.shape, dtype=bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    first = np.maximum.accumulate(np.where(starts, position, 0), axis=1)
+    if method == "min":
+        ranked = first + 1.0
+    else:
+        ends = np.ones(values.shape, dtype=bool)
+        ends[:, :-1] = starts[:, 1:]
+        last = np.minimum.accumulate(np.where(ends, position, n_names)[:, ::-1], axis=1)[:, ::-1]
+        ranked = (first + last) / 2.0 + 1.0
+    ranks = np.empty(values.shape)
+    np.put_along_axis(ranks, order, ranked, axis=1)
+    ranks[~finite] = np.nan
+    return ranks
 
 
 def _quantile_labels(values: np.ndarray, quantiles: int) -> np.ndarray:
@@ -419,7 +447,13 @@ def _drop(
 ) -> None:
     if rows or dates:
         tables.dropped.append(
-            {"signal": signal, "horizon": horizon, "reason": reason, "n_rows": rows, "n_dates": dates}
+            {
+                "signal": signal,
+                "horizon": horizon,
+                "reason": reason,
+                "n_rows": rows,
+                "n_dates": dates,
+            }
         )
 
 
@@ -603,7 +637,14 @@ def evaluate_signals(
             "value"
         ].to_numpy()
         _evaluate_signal(
-            tables, signal, values, returns_by_horizon, sessions, main_horizons, quantiles, min_names
+            tables,
+            signal,
+            values,
+            returns_by_horizon,
+            sessions,
+            main_horizons,
+            quantiles,
+            min_names,
         )
     return _assemble(tables, regime_frame, main_horizons, decay, quantiles, min_names)
 
@@ -672,11 +713,13 @@ def _assemble(
         _drop(
             tables,
             str(signal),
-            int(horizon),  # type: ignore[call-overload]
+            int(horizon),
             DROP_NO_REGIME,
             int(group["n_names"].sum()),
             group.height,
         )
+    for (signal,), group in turnover.filter(pl.col("regime_label").is_null()).group_by(["signal"]):
+        _drop(tables, str(signal), None, DROP_NO_REGIME, int(group["n_names"].sum()), group.height)
     labelled = pl.col("regime_label").is_not_null()
     dropped = (
         pl.DataFrame(tables.dropped, schema=_DROPPED_SCHEMA)
