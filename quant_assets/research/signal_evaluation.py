@@ -99,8 +99,9 @@ class SignalEvaluation:
       n_names, rank_autocorrelation, top_turnover (quantile ``quantiles``), bottom_turnover
       (quantile 1).
     - ``dropped`` — one row per (signal, horizon, reason) that left something out: n_rows
-      (factor rows), n_dates (origin dates). horizon is null for reasons that precede the
-      horizons (missing values, no close, too few values for quantiles and turnover).
+      (factor rows), n_dates (distinct origin dates of those rows). horizon is null for reasons
+      that precede the horizons (missing values, no close, too few values for quantiles and
+      turnover, no regime for a turnover date).
       ``constant_cross_section`` dates stay in ``ic`` with a null IC; ``no_regime_label`` rows
       are only missing from the ``*_by_regime`` tables.
     """
@@ -362,8 +363,9 @@ def _new_share(current: np.ndarray, previous: np.ndarray, previous_ok: np.ndarra
 def _lagged(values: np.ndarray, fill: float | bool) -> np.ndarray:
     """``values`` shifted one row down (the previous session), ``fill`` in the first row."""
     shifted = np.empty_like(values)
-    shifted[0] = fill
-    shifted[1:] = values[:-1]
+    if len(values):
+        shifted[0] = fill
+        shifted[1:] = values[:-1]
     return shifted
 
 
@@ -502,7 +504,7 @@ def _evaluate_signal(
             horizon,
             DROP_NO_FORWARD_RETURN,
             int(no_return.sum()),
-            int((no_return.any(axis=1) & (n_usable == 0)).sum()),
+            int(no_return.any(axis=1).sum()),
         )
         keep = n_usable >= min_names
         few = (n_usable > 0) & ~keep

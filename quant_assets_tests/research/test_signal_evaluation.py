@@ -569,3 +569,16 @@ def test_the_markdown_tear_sheet_is_a_signal_by_horizon_table(
     five = evaluation.summary.filter(pl.col("horizon") == 5).row(0, named=True)
     assert f"{five['mean_rank_ic']:.4f}" in rows[1]
     assert "Nothing was left out." in text
+
+
+def test_no_factor_rows_give_empty_tables_not_an_error() -> None:
+    factors = pl.DataFrame(
+        schema={"date": pl.Date, "ticker": pl.Utf8, "signal": pl.Utf8, "value": pl.Float64}
+    )
+    regimes = pl.DataFrame(schema={"date": pl.Date, "regime_label": pl.Utf8})
+    evaluation = evaluate_signals(factors, _small_closes(), regimes)
+
+    assert evaluation.ic.height == evaluation.summary.height == evaluation.dropped.height == 0
+    assert "ic" in evaluation.ic.columns and "mean_rank_ic" in evaluation.summary.columns
+    assert "Nothing was left out." in tear_sheet_markdown(evaluation)
+    assert tear_sheet_html(evaluation, "empty").count("no data") == 4
