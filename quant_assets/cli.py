@@ -524,6 +524,126 @@ def report(
         console.print(f"MLflow run:  {row['mlflow_run_id']} (`make mlflow-ui`)\n")
 
 
+def _study(settings: Settings, name: str) -> str:
+    if name not in settings.studies:
+        known = ", ".join(settings.studies) or "none"
+        raise QuantAssetsError(
+            f"unknown study {name!r}; configured in {settings.config_dir / 'studies'}: {known}"
+        )
+    return name
+
+
+def _decision(name: str) -> dict:
+    from quant_assets.store import read_study_decision
+
+    return read_study_decision(data_home(), name)
+
+
+@app.command()
+def study(
+    name: Annotated[str, typer.Argument(help="Study name (a file in configs/studies/)")],
+    config: ConfigOption = None,
+) -> None:
+    """Run a parameter study through Dagster (and whatever it reads that is not stored yet):
+    every trial, the walk-forward selection, DSR / PBO / SPA and the gate decision."""
+    from quant_assets.defs.studies import STUDY_TABLES
+
+    try:
+        settings = _settings(config)
+        _study(settings, name)
+        _run_ranges(settings, [f"{name}/{table}" for table in STUDY_TABLES], None, None, None)
+        row = _decision(name)
+    except QuantAssetsError as exc:
+        _fail(exc)
+        return
+    table = Table(title=f"study {name}: {row['n_trials_study']} trials of {row['base_strategy']}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key in (
+        "oos_start",
+        "oos_end",
+        "oos_sharpe",
+        "benchmark_sharpe",
+        "deflated_sharpe",
+        "n_trials_ledger",
+        "n_trials_effective",
+        "deflated_sharpe_effective",
+        "pbo",
+        "spa_pvalue",
+        "spa_pvalue_volatility_matched",
+        "in_sample_mean_objective",
+        "out_of_sample_mean_objective",
+    ):
+        value = row[key]
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    console.print(f"selected trial {row['selected_trial']}: {row['selected_params']}")
+    decision = "promoted" if row["promoted"] else "refused"
+    console.print(f"gate: {decision} — {row['reasons']}")
+    console.print(f"HTML report: {row['report_path']}")
+    console.print(f"MLflow run:  {row['mlflow_run_id']} (`make mlflow-ui`)")
+
+
+@app.command()
+def promote(
+    name: Annotated[str, typer.Argument(help="Study whose selection to promote")],
+    as_name: Annotated[
+        str | None,
+        typer.Option("--name", help="Strategy name to write (default: <study>_selected)."),
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Overwrite an existing strategy file.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Write a study's selection as a strategy YAML (with its provenance) if it passed the
+    gates; it then gets alpha, positions, a backtest, orders and a paper book like any other."""
+    import json
+
+    from quant_assets.research.ledger import read_ledger
+    from quant_assets.research.promotion import (
+        promoted_document,
+        record_promotion,
+        write_strategy_file,
+    )
+    from quant_assets.settings import STRATEGY_DIR
+    from quant_assets.store import database_path
+
+    try:
+        settings = _settings(config)
+        _study(settings, name)
+        row = _decision(name)
+        home = data_home()
+        ledger = read_ledger(database_path(home))
+        chosen = ledger.filter(ledger["config_hash"] == row["selected_hash"])
+        if chosen.is_empty():
+            raise QuantAssetsError(
+                f"the ledger has no configuration {row['selected_hash']}: run the study again"
+            )
+        document = promoted_document(json.loads(chosen["config"][0]), row)
+        strategy = as_name or f"{name}_selected"
+        path = settings.config_dir / STRATEGY_DIR / f"{strategy}.yaml"
+        write_strategy_file(path, document, replace=replace)
+        try:
+            load_settings(settings.config_dir)
+        except QuantAssetsError:
+            path.unlink()  # never leave a strategy file the platform refuses
+            raise
+        record_promotion(database_path(home), strategy, document)
+    except QuantAssetsError as exc:
+        _fail(exc)
+        return
+    console.print(f"[green]promoted[/] {name} → strategy {strategy}: {path}")
+    console.print(
+        f"figures: deflated Sharpe {row['deflated_sharpe']:.3f} (N = {row['n_trials_ledger']}), "
+        f"PBO {row['pbo']:.3f}, SPA p-value {row['spa_pvalue']:.3f}"
+    )
+    console.print(
+        f"next: `quant-assets materialize --select {strategy}/orders` (or let the converge "
+        "sensor build it) for its orders and paper book"
+    )
+
+
 @app.command()
 def compare(
     strategies: Annotated[list[str], typer.Argument(help="Two or more strategy names")],

@@ -513,3 +513,69 @@ PAPER_BOOK = (
     Column("gross_exposure", pl.Float64(), "Σ |position_value| / equity"),
     Column("net_exposure", pl.Float64(), "Σ position_value / equity"),
 )
+
+# --- each study's tables, in the schema named after the study ---------------------------------
+
+_F, _I, _S, _D = pl.Float64(), pl.Int64(), pl.Utf8(), pl.Date()
+STUDY_TRIALS = (
+    Column("trial", _I, "trial number in search order (0 ..)"),
+    Column("config_hash", _S, "content hash of the trial's alpha, sizing, risk and backtest"),
+    Column("params", _S, "JSON: the space's values this trial sets (dotted keys)"),
+    Column("sharpe", _F, "annualised Sharpe of the trial's book over every study session"),
+    Column("sortino", _F, "annualised Sortino over every study session"),
+    Column("cagr", _F, "compound annual growth over every study session"),
+    Column("calmar", _F, "cagr / |max_drawdown|"),
+    Column("max_drawdown", _F, "deepest drawdown of the book (<= 0)"),
+    Column("trades", _I, "orders filled over every study session"),
+    Column("mean_turnover", _F, "mean daily turnover (traded notional / equity)"),
+    Column("folds_chosen", _I, "folds whose train window chose this trial"),
+)
+STUDY_FOLDS = (
+    Column("fold", _I, "fold number (0 ..)"),
+    Column("train_start", _D, "first session of the train window"),
+    Column("train_end", _D, "last session of the train window"),
+    Column("test_start", _D, "first session of the test window (the one after train_end)"),
+    Column("test_end", _D, "last session of the test window"),
+    Column("chosen_trial", _I, "the trial best on the train window (-1: none eligible, cash)"),
+    Column("eligible_trials", _I, "trials meeting the constraints on the train window"),
+    Column("in_sample_objective", _F, "the chosen trial's objective on the train window"),
+    Column("out_of_sample_objective", _F, "the chosen trial's objective on the test window"),
+    Column("note", _S, "why the fold holds cash, if it does"),
+)
+STUDY_CURVE = (
+    Column("date", _D, "session of the stitched out-of-sample curve"),
+    Column("fold", _I, "fold whose test window holds the session"),
+    Column("trial", _I, "trial chosen by that fold (-1: cash)"),
+    Column("daily_return", _F, "the chosen trial's book return on the session"),
+    Column("equity", _F, "the stitched curve compounded from 1"),
+)
+STUDY_DECISION = (
+    Column("study", _S, "study name"),
+    Column("base_strategy", _S, "the strategy the trials vary"),
+    Column("n_trials_study", _I, "distinct trials of this study"),
+    Column("n_trials_ledger", _I, "distinct configurations ever evaluated (the DSR's N)"),
+    Column("n_trials_effective", _I, "the ledger N with this study's trials clustered"),
+    Column("selected_trial", _I, "the last fold's choice: what promotion writes"),
+    Column("selected_hash", _S, "its configuration hash"),
+    Column("selected_params", _S, "JSON: its values of the space"),
+    Column("oos_start", _D, "first session of the stitched out-of-sample curve"),
+    Column("oos_end", _D, "last session of the stitched out-of-sample curve"),
+    Column("oos_sharpe", _F, "annualised Sharpe of the stitched curve"),
+    Column("benchmark_sharpe", _F, "annualised Sharpe of the benchmark on the same sessions"),
+    Column("deflated_sharpe", _F, "DSR of the stitched curve with the ledger's N"),
+    Column("deflated_sharpe_effective", _F, "DSR with the effective N"),
+    Column("pbo", _F, "probability of backtest overfitting (CSCV) over the trials"),
+    Column("spa_pvalue", _F, "Hansen SPA p-value of the stitched curve vs the benchmark"),
+    Column(
+        "spa_pvalue_volatility_matched",
+        _F,
+        "SPA p-value vs the benchmark scaled to the curve's volatility",
+    ),
+    Column("in_sample_mean_objective", _F, "mean train-window objective of the folds' choices"),
+    Column("out_of_sample_mean_objective", _F, "mean test-window objective of the choices"),
+    Column("degradation_slope", _F, "slope of out-of-sample on in-sample objective over folds"),
+    Column("promoted", pl.Boolean(), "whether the selection passed every gate"),
+    Column("reasons", _S, "each gate: pass/fail with its figure and threshold"),
+    Column("report_path", _S, "the study's HTML report"),
+    Column("mlflow_run_id", _S, "the study's parent MLflow run"),
+)

@@ -544,6 +544,9 @@ class StrategySettings(_Strict):
     backtest: BacktestSettings = BacktestSettings()
     risk: RiskSettings = RiskSettings()
     promotion: StrategyPromotionSettings = StrategyPromotionSettings()
+    # Where a promoted study's winner came from (study, ledger hash, gate figures); written by
+    # `quant-assets promote`, informational: it changes no computation.
+    provenance: dict[str, Any] | None = None
 
 
 class ParameterRange(_Strict):
@@ -927,7 +930,7 @@ def load_strategies(directory: Path, risk: RiskSettings) -> dict[str, StrategySe
 
 def strategy_document(settings: StrategySettings) -> dict[str, Any]:
     """A strategy as the plain mapping its YAML would hold (every key, defaults included)."""
-    return settings.model_dump(mode="json", exclude={"name"})
+    return settings.model_dump(mode="json", exclude={"name", "provenance"})
 
 
 def load_studies(
@@ -954,6 +957,10 @@ def load_studies(
             study = StudySettings.model_validate({**raw, "name": name})
         except ValidationError as exc:
             raise _first_error(path, exc) from exc
+        if name in strategies:
+            raise ConfigError(
+                str(path), "(file name)", f"a strategy is also named {name!r}: tables would mix"
+            )
         if study.base not in strategies:
             known = ", ".join(sorted(strategies)) or "none"
             raise ConfigError(

@@ -170,6 +170,19 @@ def read_report(home: Path, strategy: str) -> dict:
     return rows.row(0, named=True)
 
 
+def read_study_decision(home: Path, study: str) -> dict:
+    """The stored ``decision`` row of ``study`` as a dict."""
+    if not study.isidentifier():
+        raise QuantAssetsError(f"invalid study name {study!r}")
+    with _connect(home) as conn:
+        if not _exists(conn, "decision", schema=study):
+            raise QuantAssetsError(
+                f"no decision for study {study!r} yet: run `quant-assets study {study}`"
+            )
+        rows = conn.execute(f"select * from {study}.decision").pl()
+    return rows.row(0, named=True)
+
+
 def read_latest_orders(home: Path, strategy: str) -> tuple[pl.DataFrame, dict | None]:
     """``strategy``'s orders of its latest session (the ones to act on next session) and
     the paper book's latest state (date, cash, equity, exposures), or None before any."""

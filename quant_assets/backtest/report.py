@@ -269,10 +269,32 @@ def write_html_report(
     if pnl_by_bucket is not None:
         sections.append((BUCKET_TITLE, _group_bar(pnl_by_bucket, "pnl_by_bucket")))
 
+    return write_html_page(
+        path,
+        title=f"Backtest report: {strategy}",
+        subtitle=f"{x[0]} .. {x[-1]} ({n_dates} days)",
+        metrics=metrics,
+        notes=notes,
+        sections=sections,
+    )
+
+
+def write_html_page(
+    path: Path,
+    *,
+    title: str,
+    subtitle: str,
+    metrics: dict[str, float | str],
+    notes: Sequence[str],
+    sections: Sequence[tuple[str, go.Figure | None]],
+) -> Path:
+    """Write one report page: a metrics table, notes, then a titled section per figure (None:
+    "no data"). Text is HTML-escaped; ``plotly.min.js`` is written beside the page once; the
+    page is written atomically. Returns ``path``."""
     body: list[str] = []
     first_figure = True
-    for title, figure in sections:
-        body.append(f"<section>\n<h2>{html.escape(title)}</h2>")
+    for section_title, figure in sections:
+        body.append(f"<section>\n<h2>{html.escape(section_title)}</h2>")
         if figure is None:
             body.append('<p class="empty">no data</p>')
         else:
@@ -286,17 +308,17 @@ def write_html_report(
         for name, value in metrics.items()
     )
     note_items = "\n".join(f"<li>{html.escape(note)}</li>" for note in notes)
-    title = html.escape(f"Backtest report: {strategy}")
+    escaped = html.escape(title)
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<title>{title}</title>
+<title>{escaped}</title>
 <style>{_STYLE}</style>
 </head>
 <body>
-<h1>{title}</h1>
-<p class="subtitle">{html.escape(str(x[0]))} .. {html.escape(str(x[-1]))} ({n_dates} days)</p>
+<h1>{escaped}</h1>
+<p class="subtitle">{html.escape(subtitle)}</p>
 <section>
 <h2>Metrics</h2>
 <table class="metrics">

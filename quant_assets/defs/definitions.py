@@ -15,7 +15,15 @@ from pathlib import Path
 
 import dagster as dg
 
-from quant_assets.defs import market_data, models, operations, regimes, research, strategies
+from quant_assets.defs import (
+    market_data,
+    models,
+    operations,
+    regimes,
+    research,
+    strategies,
+    studies,
+)
 from quant_assets.settings import Settings, data_home, load_settings
 
 # LightGBM's OpenMP threads busy-wait by default: with another process on a 2-core machine
@@ -37,6 +45,7 @@ def build_definitions(settings: Settings | None = None, home: Path | None = None
         regimes.defs(settings),
         models.defs(settings),
         strategies.defs(settings),
+        studies.defs(settings),
         operations.defs(settings, home),
     )
 

@@ -209,9 +209,12 @@ def _rounded(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _registry(settings: Settings, home: Path):
+    return _registry_for(settings, home, STRATEGY_EXPERIMENT)
+
+
+def _registry_for(settings: Settings, home: Path, kind: str):
+    """The MLflow registry beside the warehouse, in the ``<experiment>/<kind>`` experiment."""
     from quant_assets.models.registry import ModelRegistry
 
     mlflow_cfg = settings.models.mlflow
-    return ModelRegistry(
-        mlflow_cfg, home, experiment=f"{mlflow_cfg.experiment}/{STRATEGY_EXPERIMENT}"
-    )
+    return ModelRegistry(mlflow_cfg, home, experiment=f"{mlflow_cfg.experiment}/{kind}")

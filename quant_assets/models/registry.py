@@ -273,6 +273,51 @@ class ModelRegistry:
                 mlflow.log_text(table.to_csv(index=False), f"{table_name}.csv")
         return str(run.info.run_id)
 
+    def log_study(
+        self,
+        *,
+        run_name: str,
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        tags: dict[str, str],
+        files: list[Path],
+        trials: pd.DataFrame,
+        children: list[tuple[str, dict[str, Any], dict[str, float]]],
+        sha: str,
+    ) -> str:
+        """One parent run per study evaluation: its params, metrics, report and the trials as
+        a table artifact (``trials.json``, shown in the MLflow UI's artifact view), with one
+        nested child run per entry of ``children`` (run name, params, metrics). A parent with
+        the same ``run_name`` and content ``sha`` is reused. Returns the parent's run id."""
+        import mlflow
+
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.content_sha256 = '{sha}' and tags.mlflow.runName = '{run_name}'",
+            max_results=1,
+        )
+        if found:
+            return str(found[0].info.run_id)
+        with mlflow.start_run(
+            experiment_id=self.experiment_id,
+            run_name=run_name,
+            tags={"content_sha256": sha, **tags},
+        ) as parent:
+            mlflow.log_params({k: _param(v) for k, v in params.items()})
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if _finite(v)})
+            for path in files:
+                mlflow.log_artifact(str(path))
+            mlflow.log_table(trials, artifact_file="trials.json")
+            for child_name, child_params, child_metrics in children:
+                with mlflow.start_run(
+                    experiment_id=self.experiment_id, run_name=child_name, nested=True
+                ):
+                    mlflow.log_params({k: _param(v) for k, v in child_params.items()})
+                    mlflow.log_metrics(
+                        {k: float(v) for k, v in child_metrics.items() if _finite(v)}
+                    )
+        return str(parent.info.run_id)
+
     def _register(self, name: str, source: str, run_id: str, tags: dict[str, str]) -> Any:
         # The client, not mlflow.register_model: the same calls without printing to stderr.
         from mlflow.exceptions import MlflowException
