@@ -90,6 +90,7 @@ TRIAL_WORK_ROWS = 13
 # plain loop, up to _PAIRWISE_BLOCK an 8-way unrolled loop, above that halves.
 _PAIRWISE_UNROLL = 8
 _PAIRWISE_BLOCK = 128
+_PAIRWISE_DEPTH = 64  # halving from 2**63 items reaches a block in fewer levels
 
 
 @dataclass(frozen=True)
@@ -168,38 +169,79 @@ def trial_work_buffers(n_tickers: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(cache=True)
-def _pairwise_sum(values: np.ndarray, start: int, n: int) -> float:
-    """Σ values[start : start + n] in numpy's pairwise order, so the sum is bit-identical to
-    ``values.sum()`` (and to a row of ``.sum(axis=1)`` on a C-contiguous grid)."""
+def _pairwise_block(values: np.ndarray, start: int, n: int) -> float:
+    """numpy's pairwise sum of ``values[start : start + n]`` for n <= _PAIRWISE_BLOCK: a plain
+    loop below 8 items, else eight running sums combined as ((0+1)+(2+3))+((4+5)+(6+7)) and
+    the remainder added one by one."""
     if n < _PAIRWISE_UNROLL:
         total = 0.0
         for i in range(start, start + n):
             total += values[i]
         return total
+    r0, r1, r2, r3 = values[start], values[start + 1], values[start + 2], values[start + 3]
+    r4, r5, r6, r7 = values[start + 4], values[start + 5], values[start + 6], values[start + 7]
+    i = _PAIRWISE_UNROLL
+    whole = n - n % _PAIRWISE_UNROLL
+    while i < whole:
+        j = start + i
+        r0 += values[j]
+        r1 += values[j + 1]
+        r2 += values[j + 2]
+        r3 += values[j + 3]
+        r4 += values[j + 4]
+        r5 += values[j + 5]
+        r6 += values[j + 6]
+        r7 += values[j + 7]
+        i += _PAIRWISE_UNROLL
+    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        total += values[start + i]
+        i += 1
+    return total
+
+
+@njit(cache=True)
+def _pairwise_sum(values: np.ndarray, start: int, n: int) -> float:
+    """Σ values[start : start + n] in numpy's pairwise order, so the sum is bit-identical to
+    ``values.sum()`` (and to a row of ``.sum(axis=1)`` on a C-contiguous grid): blocks of at
+    most _PAIRWISE_BLOCK items, larger spans split at half rounded down to a multiple of 8,
+    the halves' sums added. The recursion runs on an explicit stack: numba's cache cannot
+    hold a recursive function (loading one crashes)."""
     if n <= _PAIRWISE_BLOCK:
-        r0, r1, r2, r3 = values[start], values[start + 1], values[start + 2], values[start + 3]
-        r4, r5, r6, r7 = values[start + 4], values[start + 5], values[start + 6], values[start + 7]
-        i = _PAIRWISE_UNROLL
-        whole = n - n % _PAIRWISE_UNROLL
-        while i < whole:
-            j = start + i
-            r0 += values[j]
-            r1 += values[j + 1]
-            r2 += values[j + 2]
-            r3 += values[j + 3]
-            r4 += values[j + 4]
-            r5 += values[j + 5]
-            r6 += values[j + 6]
-            r7 += values[j + 7]
-            i += _PAIRWISE_UNROLL
-        total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-        while i < n:
-            total += values[start + i]
-            i += 1
-        return total
-    half = n // 2
-    half -= half % _PAIRWISE_UNROLL
-    return _pairwise_sum(values, start, half) + _pairwise_sum(values, start + half, n - half)
+        return _pairwise_block(values, start, n)
+    # A node's state: 0 not split yet, 1 its left half is being summed, 2 its right half.
+    node_start = np.empty(_PAIRWISE_DEPTH, dtype=np.int64)
+    node_size = np.empty(_PAIRWISE_DEPTH, dtype=np.int64)
+    node_state = np.empty(_PAIRWISE_DEPTH, dtype=np.int64)
+    left_sum = np.empty(_PAIRWISE_DEPTH)
+    top = 0
+    node_start[0], node_size[0], node_state[0] = start, n, 0
+    while True:
+        size = node_size[top]
+        if size > _PAIRWISE_BLOCK:
+            half = size // 2
+            half -= half % _PAIRWISE_UNROLL
+            node_state[top] = 1
+            top += 1
+            node_start[top], node_size[top], node_state[top] = node_start[top - 1], half, 0
+            continue
+        value = _pairwise_block(values, node_start[top], size)
+        top -= 1
+        # Hand the finished sum up: a left half waits for its right, a right half completes.
+        while top >= 0 and node_state[top] == 2:
+            value = left_sum[top] + value
+            top -= 1
+        if top < 0:
+            return value
+        left_sum[top] = value
+        node_state[top] = 2
+        half = node_size[top] // 2
+        half -= half % _PAIRWISE_UNROLL
+        parent = top
+        top += 1
+        node_start[top] = node_start[parent] + half
+        node_size[top] = node_size[parent] - half
+        node_state[top] = 0
 
 
 @njit(cache=True)

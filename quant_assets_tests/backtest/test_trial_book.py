@@ -227,7 +227,7 @@ def test_book_parameters_follow_the_documented_columns() -> None:
     }
 
 
-@pytest.mark.parametrize("n", [1, 7, 8, 9, 127, 128, 129, 300, 2001])
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 127, 128, 129, 300, 2001, 5000])
 def test_turnover_sums_in_numpys_pairwise_order(n: int) -> None:
     rng = np.random.default_rng(n)
     values = rng.random((3, n)) * 10.0 ** rng.uniform(-3, 6, (3, n))
