@@ -444,7 +444,11 @@ BACKTEST_REPORT = (
         pl.Float64(),
         "expected best annualised Sharpe of n_trials unskilled strategies (NaN: undefined)",
     ),
-    Column("n_trials", pl.Float64(), "trials deflated for: configured strategies + extra_trials"),
+    Column(
+        "n_trials",
+        pl.Float64(),
+        "trials deflated for: the trial ledger's distinct configurations + extra_trials",
+    ),
     Column(
         "spa_pvalue",
         pl.Float64(),

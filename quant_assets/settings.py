@@ -198,6 +198,21 @@ class SignalSettings(_Strict):
     rel_strength_scale: float = Field(default=1.0, gt=0)
 
 
+class SignalEvaluationSettings(_Strict):
+    """The signal tear sheets (``research.yaml`` ``signal_evaluation``)."""
+
+    horizons: tuple[Annotated[int, Field(ge=1, le=252)], ...] = (1, 5, 21)
+    decay_horizons: Annotated[int, Field(ge=1, le=252)] = 21  # IC decay over 1..this
+    quantiles: Annotated[int, Field(ge=2, le=20)] = 5
+    min_names: Annotated[int, Field(ge=2)] = 5  # fewer names with a value: the date is dropped
+
+
+class ResearchSettings(_Strict):
+    """``research.yaml``: the research loop's own settings."""
+
+    signal_evaluation: SignalEvaluationSettings = SignalEvaluationSettings()
+
+
 class QualitySettings(_Strict):
     """``quality.yaml``: data-quality thresholds (seed 003 §4.2-4.3)."""
 
@@ -528,7 +543,7 @@ class StrategyPromotionSettings(_Strict):
 
     min_deflated_sharpe: Fraction = 0.95
     max_spa_pvalue: Fraction = 0.10
-    extra_trials: Annotated[int, Field(ge=0)] = 0  # strategies tried but not configured
+    extra_trials: Annotated[int, Field(ge=0)] = 0  # tried outside the platform (not in the ledger)
     bootstrap_reps: Annotated[int, Field(ge=100, le=100_000)] = 1000
     bootstrap_block: Annotated[int, Field(ge=1, le=252)] = 10
     seed: int = 17
@@ -761,6 +776,7 @@ class Settings(_Strict):
     providers: ProvidersSettings
     features: FeatureSettings = FeatureSettings()
     signals: SignalSettings = SignalSettings()
+    research: ResearchSettings = ResearchSettings()
     quality: QualitySettings = QualitySettings()
     regimes: RegimeSettings = RegimeSettings()
     models: ModelSettings = ModelSettings()
@@ -777,6 +793,7 @@ _FILES: dict[str, tuple[str, bool]] = {
     "providers": ("providers.yaml", True),
     "features": ("features.yaml", False),
     "signals": ("signals.yaml", False),
+    "research": ("research.yaml", False),
     "quality": ("quality.yaml", False),
     "regimes": ("regimes.yaml", False),
     "models": ("models.yaml", False),
@@ -847,6 +864,7 @@ def load_settings(config_dir: str | Path | None = None) -> Settings:
         "providers": ProvidersSettings,
         "features": FeatureSettings,
         "signals": SignalSettings,
+        "research": ResearchSettings,
         "quality": QualitySettings,
         "regimes": RegimeSettings,
         "models": ModelSettings,

@@ -78,6 +78,7 @@ def evaluate_strategy(
     benchmark_closes: pl.DataFrame,
     others: dict[str, pl.DataFrame],
     configured: list[str],
+    ledger: tuple[int, np.ndarray] | None = None,
 ) -> Evaluation:
     """Evaluate ``strategy`` from its stored ``book`` rows.
 
@@ -85,7 +86,10 @@ def evaluate_strategy(
     previous day's alpha: the score that decided the position). ``regimes``: date,
     regime_label. ``benchmark_closes``: date, close. ``others``: the daily portfolio
     (:func:`daily_portfolio`) of every other strategy with a stored book. ``configured``:
-    every configured strategy name (the trials).
+    every configured strategy name. ``ledger``: (N, per-period Sharpe ratios) of the trial
+    ledger — every configuration ever evaluated, this strategy's included; the Deflated Sharpe
+    deflates for N + ``promotion.extra_trials`` (trials made outside the platform) with the
+    variance of those Sharpes. Without it, the configured strategies are the trials.
     """
     promotion = strategy.promotion
     daily = daily_portfolio(book)
@@ -137,8 +141,14 @@ def evaluate_strategy(
         float(np.mean(col) / np.std(col, ddof=1)) if np.std(col, ddof=1) > 0 else 0.0
         for col in matrix.T
     ]
-    n_trials = len(configured) + promotion.extra_trials
-    variance = float(np.var(per_period_sharpes, ddof=1)) if len(per_period_sharpes) > 1 else 0.0
+    if ledger is None:
+        n_trials = len(configured) + promotion.extra_trials
+        trial_sharpes = np.asarray(per_period_sharpes, dtype=np.float64)
+    else:
+        n_trials = max(ledger[0], 1) + promotion.extra_trials
+        trial_sharpes = np.asarray(ledger[1], dtype=np.float64)
+        trial_sharpes = trial_sharpes[np.isfinite(trial_sharpes)]
+    variance = float(np.var(trial_sharpes, ddof=1)) if trial_sharpes.size > 1 else 0.0
     deflated: DeflatedSharpe | None
     try:
         deflated = deflated_sharpe_ratio(returns, n_trials=n_trials, trial_sharpe_variance=variance)

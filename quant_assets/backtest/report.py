@@ -101,7 +101,7 @@ def _rebased(values: np.ndarray, name: str) -> np.ndarray:
     return values / values[0]
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same directory."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -117,13 +117,13 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def _ensure_plotly_bundle(directory: Path) -> None:
+def ensure_plotly_bundle(directory: Path) -> None:
     """Write plotly.min.js into ``directory`` unless the installed plotly's bundle is there."""
     bundle = get_plotlyjs()
     target = directory / PLOTLY_BUNDLE
     if target.exists() and target.stat().st_size == len(bundle.encode("utf-8")):
         return
-    _write_atomically(target, bundle)
+    write_atomically(target, bundle)
 
 
 def _figure_html(figure: go.Figure, *, first: bool) -> str:
@@ -337,6 +337,6 @@ def write_html_page(
 """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    _ensure_plotly_bundle(target.parent)
-    _write_atomically(target, page)
+    ensure_plotly_bundle(target.parent)
+    write_atomically(target, page)
     return target

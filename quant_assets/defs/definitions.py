@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 
 from quant_assets.defs import (
+    evaluation,
     market_data,
     models,
     operations,
@@ -46,6 +47,7 @@ def build_definitions(settings: Settings | None = None, home: Path | None = None
         models.defs(settings),
         strategies.defs(settings),
         studies.defs(settings),
+        evaluation.defs(settings),
         operations.defs(settings, home),
     )
 

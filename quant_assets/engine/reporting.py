@@ -16,6 +16,7 @@ import polars as pl
 
 from quant_assets.defs.common import markdown
 from quant_assets.defs.resources import WarehouseResource
+from quant_assets.names import SESSIONS_PER_YEAR
 from quant_assets.settings import Settings, StrategySettings
 
 REPORTS_DIR = "reports"
@@ -96,9 +97,10 @@ def build_report(
         other_book = _book(warehouse, other)
         if not other_book.is_empty():
             others[other] = daily_portfolio(other_book)
+    ledger = _record_in_ledger(settings, warehouse, daily_portfolio(book), others, name)
     try:
         evaluation = evaluate_strategy(
-            strategy, book, alpha, regimes, benchmark, others, list(settings.strategies)
+            strategy, book, alpha, regimes, benchmark, others, list(settings.strategies), ledger
         )
     except ValueError as exc:
         raise dg.Failure(description=str(exc)) from exc
@@ -202,6 +204,42 @@ def build_report(
         },
     }
     return ReportOutcome(row=row, metadata=metadata, decision=decision, reason=reason)
+
+
+def _record_in_ledger(
+    settings: Settings,
+    warehouse: WarehouseResource,
+    own: pl.DataFrame,
+    others: dict[str, pl.DataFrame],
+    name: str | None = None,
+) -> tuple[int, np.ndarray]:
+    """Record the configured strategies with a stored book in the trial ledger (each by its
+    content hash, with its daily Sharpe) and return the ledger's N and Sharpe ratios."""
+    from quant_assets.research.ledger import LedgerEntry, ledger_view, record_trials
+    from quant_assets.research.studies import column_metrics, strategy_hash
+    from quant_assets.settings import strategy_document
+
+    books = {**others}
+    if name is not None:
+        books[name] = own
+    entries = []
+    for strategy_name, daily in books.items():
+        strategy = settings.strategies[strategy_name]
+        returns = daily["portfolio_return"].drop_nulls().to_numpy()
+        sharpe = float(column_metrics(returns[:, None])["sharpe"][0]) / np.sqrt(SESSIONS_PER_YEAR)
+        entries.append(
+            LedgerEntry(
+                config_hash=strategy_hash(strategy),
+                sharpe_per_period=sharpe,
+                n_sessions=int(returns.size),
+                config=json.dumps(strategy_document(strategy), sort_keys=True),
+            )
+        )
+    database = Path(warehouse.database)
+    for entry, strategy_name in zip(entries, books, strict=True):
+        record_trials(database, "strategy", strategy_name, [entry])
+    view = ledger_view(database)
+    return view.n_trials, view.sharpes
 
 
 def _rounded(frame: pl.DataFrame) -> pl.DataFrame:

@@ -218,7 +218,9 @@ def _figure_html(figure: go.Figure) -> str:
     )
 
 
-def tear_sheet_html(evaluation: SignalEvaluation, title: str) -> str:
+def tear_sheet_html(
+    evaluation: SignalEvaluation, title: str, *, plotly_src: str | None = None
+) -> str:
     """A self-contained HTML page (a string) showing ``evaluation``.
 
     Sections: the summary table (per signal and horizon: dates, mean IC, mean rank IC, rank IC
@@ -226,7 +228,8 @@ def tear_sheet_html(evaluation: SignalEvaluation, title: str) -> str:
     turnover), the cumulative rank IC per signal, the IC decay curve, the mean forward return
     per quantile, the mean rank IC per regime (each with a button per horizon), and the table of
     what was left out (:attr:`SignalEvaluation.dropped`). A plot without data shows "no data".
-    The plotly.js bundle is inlined; ``title`` and every label are HTML-escaped.
+    The plotly.js bundle is inlined, or referenced as ``plotly_src`` (a path beside the page,
+    as the backtest reports share one bundle); ``title`` and every label are HTML-escaped.
     """
     dates = evaluation.ic["date"]
     span = (
@@ -269,13 +272,18 @@ def tear_sheet_html(evaluation: SignalEvaluation, title: str) -> str:
         body.append(_figure_html(figure) if figure is not None else '<p class="empty">no data</p>')
         body.append("</section>")
     escaped_title = html.escape(title)
+    script = (
+        f'<script type="text/javascript">{get_plotlyjs()}</script>'
+        if plotly_src is None
+        else f'<script src="{html.escape(plotly_src)}"></script>'
+    )
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <title>{escaped_title}</title>
 <style>{_STYLE}</style>
-<script type="text/javascript">{get_plotlyjs()}</script>
+{script}
 </head>
 <body>
 <h1>{escaped_title}</h1>
