@@ -534,6 +534,13 @@ STUDY_TRIALS = (
     Column("mean_turnover", _F, "mean daily turnover (traded notional / equity)"),
     Column("folds_chosen", _I, "folds whose train window chose this trial"),
 )
+STUDY_RETURNS = (
+    Column("date", _D, "study session"),
+    Column("trial", _I, "trial number"),
+    Column("daily_return", _F, "the trial's book return on the session (equity / previous - 1)"),
+    Column("trades", _I, "orders the trial's book filled on the session"),
+    Column("turnover", _F, "traded notional / previous equity on the session"),
+)
 STUDY_FOLDS = (
     Column("fold", _I, "fold number (0 ..)"),
     Column("train_start", _D, "first session of the train window"),

@@ -139,10 +139,35 @@ PIPELINE_TICKERS = ["AAA", "BBB", "CCC", "DDD"]
 PIPELINE_START, PIPELINE_END = date(2015, 1, 1), date(2019, 12, 31)
 
 
+PIPELINE_STUDY = {
+    "description": "Two sizing keys of trend_only; trial 3 is trend_only itself.",
+    "base": "trend_only",
+    "space": {"sizing.kelly_fraction": [0.2, 0.3], "sizing.max_weight": [0.05, 0.1]},
+    "walk_forward": {"train_sessions": 250, "test_sessions": 125},
+    "pbo_partitions": 6,
+    "top_runs": 2,
+    # Open gates: the pipeline's selection is promoted, so `promote` can be tested on it.
+    "gates": {"min_deflated_sharpe": 0.0, "max_pbo": 1.0, "max_spa_pvalue": 1.0},
+}
+
+
+def write_study(project: Project, name: str = "sizing", study: dict | None = None) -> Project:
+    """A small study of the pipeline's trend_only (and the research settings four tickers
+    need: a signal date counts with three names)."""
+    (project.config_dir / "research.yaml").write_text(
+        yaml.safe_dump({"signal_evaluation": {"min_names": 3}})
+    )
+    folder = project.config_dir / "studies"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(study or PIPELINE_STUDY))
+    return project
+
+
 def new_pipeline_project(root: Path) -> Project:
-    """Four synthetic tickers over 2015-2019 at year grain, fast models, shipped strategies."""
+    """Four synthetic tickers over 2015-2019 at year grain, fast models, shipped strategies,
+    a small study of trend_only and the signal tear sheets."""
     project = write_project(root, PIPELINE_TICKERS, PIPELINE_START, PIPELINE_END, grain="year")
-    return write_fast_model_configs(project)
+    return write_study(write_fast_model_configs(project))
 
 
 def materialize_all(project: Project, select: list[str] | None = None, **kwargs) -> None:
@@ -212,3 +237,17 @@ def copy_project(project: Project, root: Path) -> Project:
                             [old, new, f"%{old}%"],
                         )
     return copy
+
+
+@pytest.fixture
+def cli(monkeypatch):
+    """``quant-assets COMMAND --config <project's> ARGS...`` in-process, on the project's data."""
+    from typer.testing import CliRunner
+
+    from quant_assets.cli import app
+
+    def invoke(project, *args: str):
+        monkeypatch.setenv("QUANT_ASSETS_HOME", str(project.home))
+        return CliRunner().invoke(app, [*args[:1], "--config", str(project.config_dir), *args[1:]])
+
+    return invoke

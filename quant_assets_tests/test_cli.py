@@ -8,9 +8,6 @@ import duckdb
 import polars as pl
 import pytest
 import yaml
-from typer.testing import CliRunner
-
-from quant_assets.cli import app
 
 BAD_TICKER = "BBB"
 BAD_DAY = date(2020, 2, 12)
@@ -39,15 +36,6 @@ def corrupt(project, how: str) -> None:
             .alias("date")
         )
     project.write(BAD_TICKER, frame)
-
-
-@pytest.fixture
-def cli(monkeypatch):
-    def invoke(project, *args: str):
-        monkeypatch.setenv("QUANT_ASSETS_HOME", str(project.home))
-        return CliRunner().invoke(app, [*args[:1], "--config", str(project.config_dir), *args[1:]])
-
-    return invoke
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from quant_assets.settings import PREDICTION_COMPONENT, Settings, StudySettings
 
 STUDY_TABLES = {
     "trials": schemas.STUDY_TRIALS,
+    "returns": schemas.STUDY_RETURNS,
     "folds": schemas.STUDY_FOLDS,
     "curve": schemas.STUDY_CURVE,
     "decision": schemas.STUDY_DECISION,
@@ -68,6 +69,7 @@ def study_asset(settings: Settings, study: StudySettings) -> dg.AssetsDefinition
         fold on its train window, the stitched out-of-sample curve, the DSR with the ledger's
         N, the PBO, the SPA p-values and the gate decision; an HTML report and MLflow runs."""
         from quant_assets.engine.studies import build_study
+        from quant_assets.research.studies import trial_returns_frame
 
         home = Path(warehouse.database).parent
         outcome = domain_call(name, lambda: build_study(settings, study, warehouse, home))
@@ -77,6 +79,7 @@ def study_asset(settings: Settings, study: StudySettings) -> dg.AssetsDefinition
         )
         frames = {
             "trials": result.trials,
+            "returns": trial_returns_frame(result.results),
             "folds": result.folds,
             "curve": result.curve,
             "decision": outcome.decision_row,

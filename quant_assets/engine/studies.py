@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 
 from quant_assets.defs.resources import WarehouseResource
+from quant_assets.research.ledger import LedgerView
 from quant_assets.research.studies import (
     StudyInputs,
     StudyResult,
@@ -109,6 +110,15 @@ def load_study_inputs(
     )
 
 
+def counted_with_strategies(ledger: LedgerView, settings: Settings) -> LedgerView:
+    """The ledger with every configured strategy counted, evaluated yet or not: the graph
+    evaluates each of them, so N does not depend on whether a report ran before the study."""
+    from quant_assets.research.studies import strategy_hash
+
+    hashes = ledger.hashes | {strategy_hash(s) for s in settings.strategies.values()}
+    return LedgerView(frozenset(hashes), ledger.sharpes)
+
+
 def default_evaluator():
     """The vectorised trial evaluation when available, else the strategy path itself."""
     try:
@@ -161,7 +171,7 @@ def build_study(
     base = settings.strategies[study.base]
     inputs = load_study_inputs(settings, study, warehouse)
     database = Path(warehouse.database)
-    before = ledger_view(database)
+    before = counted_with_strategies(ledger_view(database), settings)
     promotion = base.promotion
     result = run_study(
         study,

@@ -247,6 +247,20 @@ class TrialReturns:
     turnover: np.ndarray
 
 
+def trial_returns_frame(results: TrialReturns) -> pl.DataFrame:
+    """Every trial's daily rows, long: date, trial, daily_return, trades, turnover."""
+    n_dates, n_trials = results.returns.shape
+    return pl.DataFrame(
+        {
+            "date": pl.Series(results.dates).gather(np.tile(np.arange(n_dates), n_trials)),
+            "trial": np.repeat(np.arange(n_trials, dtype=np.int64), n_dates),
+            "daily_return": results.returns.T.ravel(),
+            "trades": results.trades.T.ravel().astype(np.int64),
+            "turnover": results.turnover.T.ravel(),
+        }
+    )
+
+
 @dataclass(frozen=True)
 class WalkForward:
     """The walk-forward selection: one row per fold, and the stitched out-of-sample curve."""
