@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import resource
 import sys
 import time
@@ -142,30 +143,29 @@ def bare_trials(
     portfolio_return: np.ndarray,
     turnover: np.ndarray,
     trade_count: np.ndarray,
-    n_blocks: int,
+    n_threads: int,
 ) -> None:
-    """:func:`bare_trial` over trials, blocked over threads like ``simulate_trials``."""
+    """:func:`bare_trial` over trials, threaded like ``simulate_trials`` (work rows per
+    thread, trials handed out one by one)."""
     n_trials = target_of_trial.shape[0]
     n_tickers = target_weight.shape[2]
-    for block in prange(n_blocks):
-        shares = np.empty(n_tickers)
-        mark = np.empty(n_tickers)
-        order = np.empty(n_tickers)
-        for trial in range(block * n_trials // n_blocks, (block + 1) * n_trials // n_blocks):
-            trade_count[trial] = bare_trial(
-                target_weight[target_of_trial[trial]],
-                open_price,
-                close_price,
-                parameters[trial, 0],
-                parameters[trial, 2] * 1e-4,
-                parameters[trial, 3] * 1e-4,
-                shares,
-                mark,
-                order,
-                equity[trial],
-                portfolio_return[trial],
-                turnover[trial],
-            )
+    work = np.empty((n_threads, 3, n_tickers))
+    for trial in prange(n_trials):
+        rows = work[numba.get_thread_id()]
+        trade_count[trial] = bare_trial(
+            target_weight[target_of_trial[trial]],
+            open_price,
+            close_price,
+            parameters[trial, 0],
+            parameters[trial, 2] * 1e-4,
+            parameters[trial, 3] * 1e-4,
+            rows[0],
+            rows[1],
+            rows[2],
+            equity[trial],
+            portfolio_return[trial],
+            turnover[trial],
+        )
 
 
 def trial_parameters(n_trials: int, *, full: bool) -> np.ndarray:
@@ -217,15 +217,21 @@ def run_ours(batch: dict[str, np.ndarray], parameters: np.ndarray, threads: int)
 def run_bare(batch: dict[str, np.ndarray], parameters: np.ndarray, threads: int) -> list:
     n_trials = parameters.shape[0]
     out = outputs(n_trials, batch["close"].shape[0])
-    bare_trials(
-        batch["targets"],
-        np.arange(n_trials) % batch["targets"].shape[0],
-        batch["open"],
-        batch["close"],
-        parameters,
-        *out,
-        max(1, min(threads, n_trials)),
-    )
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        with numba.parallel_chunksize(1):  # as simulate_trials schedules its trials
+            bare_trials(
+                batch["targets"],
+                np.arange(n_trials) % batch["targets"].shape[0],
+                batch["open"],
+                batch["close"],
+                parameters,
+                *out,
+                threads,
+            )
+    finally:
+        numba.set_num_threads(previous)
     return out
 
 
@@ -337,6 +343,8 @@ def main() -> None:
         f"{numba.get_num_threads()} threads; rates in trials/s and Mcells/s "
         "(sessions × tickers × trials / s)"
     )
+    # Other work on the machine steals the second thread's core: say how busy it was.
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     header = (
         f"{'tickers':>7} {'days':>5} | {'ours match 1t':>13} {'2t':>7} | {'full 1t':>7} "
         f"{'2t':>7} | {'bare 1t':>7} {'2t':>7} | {'vbt':>6} {'+eq':>6} {'(n)':>4} | "
@@ -376,6 +384,7 @@ def main() -> None:
             failures.append(f"{n_tickers} × {n_days}: the bare loop's equity differs from ours")
         if r["vbt_diff"] > MAX_EQUITY_DIFF or not r["trades_equal"] or math.isnan(r["vbt_diff"]):
             failures.append(f"{n_tickers} × {n_days}: vectorbt's equity or trades differ: {r}")
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
     print(LEGEND)
     if failures:
         sys.exit("mismatch:\n" + "\n".join(failures))

@@ -11,7 +11,7 @@ kernel's own steps (:func:`~quant_assets.backtest.kernel.fill_reference_nb`,
 :func:`~quant_assets.backtest.kernel.simulate_book` does, so its equity is bit-identical to the
 backtest's, but keeps the book's state in a few (n_tickers,) rows of caller-provided work
 memory instead of (n_dates, n_tickers) outputs. :func:`simulate_trials` runs many trials,
-threads over trials, each thread reusing one set of work rows: nothing of size
+threaded over trials, each thread reusing one set of work rows: nothing of size
 (n_dates, n_tickers) is allocated per trial (fresh pages cost more than the accounting).
 
 Every book starts all cash (no shares, no marks, no order before the first session), like
@@ -400,32 +400,41 @@ def simulate_trials(
             differ only in their book parameters: parameter broadcasting).
         open_price, close_price, daily_vol, adv_shares: (n_dates, n_tickers), shared.
         parameters: (n_trials, N_BOOK_PARAMETERS) one :func:`book_parameters` row per trial.
-        n_threads: blocks of trials run in parallel (default: numba's thread count).
+        n_threads: threads to run trials on (default: numba's thread count; at most
+            NUMBA_NUM_THREADS).
     Outputs written in place: equity, portfolio_return, turnover (n_trials, n_dates) as in
     :func:`simulate_trial_returns`; trade_count (n_trials,) int64.
 
-    Each block allocates one set of :func:`trial_work_buffers` and reuses it for its
-    contiguous run of trials; the results do not depend on the number of threads. Raises
+    Each thread has one set of :func:`trial_work_buffers`, allocated once per call and reused
+    for every trial it runs; the results do not depend on the number of threads. Raises
     ``ValueError`` naming the argument of the wrong shape, or a target index out of range.
     """
     threads = numba.get_num_threads() if n_threads is None else n_threads
     if threads < 1:
         raise ValueError(f"n_threads must be at least 1, got {threads}")
-    n_blocks = max(1, min(threads, target_of_trial.shape[0]))
-    _simulate_trials_nb(
-        target_weight,
-        target_of_trial,
-        open_price,
-        close_price,
-        daily_vol,
-        adv_shares,
-        parameters,
-        equity,
-        portfolio_return,
-        turnover,
-        trade_count,
-        n_blocks,
-    )
+    threads = min(threads, numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        # Trials are handed out one at a time as threads free up (dynamic scheduling): on a
+        # shared machine a thread that is descheduled does not hold back a block of trials.
+        with numba.parallel_chunksize(1):
+            _simulate_trials_nb(
+                target_weight,
+                target_of_trial,
+                open_price,
+                close_price,
+                daily_vol,
+                adv_shares,
+                parameters,
+                equity,
+                portfolio_return,
+                turnover,
+                trade_count,
+                threads,
+            )
+    finally:
+        numba.set_num_threads(previous)
 
 
 @njit(cache=True, parallel=True)
@@ -441,9 +450,10 @@ def _simulate_trials_nb(
     portfolio_return: np.ndarray,
     turnover: np.ndarray,
     trade_count: np.ndarray,
-    n_blocks: int,
+    n_threads: int,
 ) -> None:
-    """The batch loop of :func:`simulate_trials` over ``n_blocks`` blocks of trials."""
+    """The batch loop of :func:`simulate_trials`: one set of work buffers per thread (numba's
+    ``get_thread_id`` picks it), trials spread over ``n_threads`` threads."""
     n_trials = target_of_trial.shape[0]
     n_targets, n_dates, n_tickers = target_weight.shape
     if parameters.shape[0] != n_trials or parameters.shape[1] != N_BOOK_PARAMETERS:
@@ -459,21 +469,20 @@ def _simulate_trials_nb(
     for trial in range(n_trials):
         if target_of_trial[trial] < 0 or target_of_trial[trial] >= n_targets:
             raise ValueError("target_of_trial must index the first axis of target_weight")
-    for block in prange(n_blocks):
-        work = np.empty((TRIAL_WORK_ROWS, n_tickers))
-        trades = np.empty(n_tickers, dtype=TRADE_DTYPE)
-        # Contiguous blocks: trials sharing a target grid mostly stay on one thread.
-        for trial in range(block * n_trials // n_blocks, (block + 1) * n_trials // n_blocks):
-            trade_count[trial] = simulate_trial_returns(
-                target_weight[target_of_trial[trial]],
-                open_price,
-                close_price,
-                daily_vol,
-                adv_shares,
-                parameters[trial],
-                work,
-                trades,
-                equity[trial],
-                portfolio_return[trial],
-                turnover[trial],
-            )
+    work = np.empty((n_threads, TRIAL_WORK_ROWS, n_tickers))
+    trades = np.empty((n_threads, n_tickers), dtype=TRADE_DTYPE)
+    for trial in prange(n_trials):
+        thread = numba.get_thread_id()
+        trade_count[trial] = simulate_trial_returns(
+            target_weight[target_of_trial[trial]],
+            open_price,
+            close_price,
+            daily_vol,
+            adv_shares,
+            parameters[trial],
+            work[thread],
+            trades[thread],
+            equity[trial],
+            portfolio_return[trial],
+            turnover[trial],
+        )
