@@ -14,9 +14,9 @@ Shapes and units:
 
 * ``returns`` (n_dates_total, n_tickers): close-to-close daily returns (fractions), NaN where a
   close is missing; the kernels see them with NaN filled by 0 (``filled_returns``, a missing
-  return counts as no move, as in ``size_positions``) and, per (date, ticker), the number of
-  consecutive finite returns ending there (``finite_run``: a volatility window is full when it
-  reaches the window).
+  return counts as no move, as in ``size_positions``). The daily volatility of each (decision
+  date, ticker) depends on the returns and the volatility window only, so it is computed once
+  per distinct window for all trials (:func:`trailing_sigma_nb`, NaN without a full window).
 * ``decision_index`` (n_dates,): row of each decision date in ``returns``, increasing.
 * ``regime_code`` (n_dates,): the regime label as its index in :data:`REGIME_NAMES`.
 * ``alpha_scores`` (n_alphas, n_dates, n_tickers): NaN where a ticker has no alpha.
@@ -362,6 +362,10 @@ def _select(values: np.ndarray, count: int, k: int) -> float:
     return values[k]
 
 
+# Tail quantiles with at most this many values above them are found by insertion.
+_TOP_SELECTION = 48
+
+
 @njit(cache=True, error_model="numpy")
 def quantile_nb(values: np.ndarray, count: int, q: float, scratch: np.ndarray) -> float:
     """``np.quantile(values[:count], q)`` (method "linear"), bit for bit, for finite values.
@@ -370,19 +374,47 @@ def quantile_nb(values: np.ndarray, count: int, q: float, scratch: np.ndarray) -
     its two-sided lerp (from below when the fraction is under 0.5, from above otherwise).
     ``scratch``: at least ``count`` floats, overwritten.
     """
-    for i in range(count):
-        scratch[i] = values[i]
     virtual = (count - 1) * q
     if virtual >= count - 1:  # NumPy takes the last order statistic (its lerp has b == a)
-        return _select(scratch, count, count - 1)
+        a = values[0]
+        for i in range(1, count):
+            a = values[i] if values[i] > a else a
+        return a
     below = math.floor(virtual)
     gamma = virtual - below
-    a = _select(scratch, count, below)
-    # Everything after position ``below`` is now >= a: the next order statistic is their min.
-    b = scratch[below + 1]
-    for i in range(below + 2, count):
-        if scratch[i] < b:
-            b = scratch[i]
+    above = count - below  # values at sorted positions below, below + 1, ..., count - 1
+    if above <= _TOP_SELECTION:
+        # A tail quantile: keep the ``above`` largest values sorted in ``scratch`` (one
+        # comparison for most values); the two order statistics are its first two.
+        kept = 0
+        for i in range(count):
+            value = values[i]
+            if kept < above:
+                j = kept
+                kept += 1
+            elif value > scratch[0]:
+                j = 0
+                while j + 1 < above and scratch[j + 1] < value:
+                    scratch[j] = scratch[j + 1]
+                    j += 1
+                scratch[j] = value
+                continue
+            else:
+                continue
+            while j > 0 and scratch[j - 1] > value:
+                scratch[j] = scratch[j - 1]
+                j -= 1
+            scratch[j] = value
+        a, b = scratch[0], scratch[1]
+    else:
+        for i in range(count):
+            scratch[i] = values[i]
+        a = _select(scratch, count, below)
+        # Everything after position ``below`` is now >= a: the next order statistic is their min.
+        b = scratch[below + 1]
+        for i in range(below + 2, count):
+            if scratch[i] < b:
+                b = scratch[i]
     difference = b - a
     if gamma >= 0.5:
         return b - difference * (1 - gamma)
@@ -905,7 +937,7 @@ def advance_breaker_nb(
 @njit(cache=True, error_model="numpy")
 def size_trial_nb(
     filled_returns: np.ndarray,
-    finite_run: np.ndarray,
+    sigma_daily: np.ndarray,
     decision_index: np.ndarray,
     regime_code: np.ndarray,
     alpha_scores: np.ndarray,
@@ -923,8 +955,9 @@ def size_trial_nb(
 ) -> None:
     """One trial of ``size_positions`` (kelly allocator, fresh book) into the output buffers.
 
-    ``filled_returns`` (n_dates_total, n_tickers) with NaN as 0; ``finite_run``: consecutive
-    finite returns ending at each row; ``decision_index``, ``regime_code`` (n_dates,);
+    ``filled_returns`` (n_dates_total, n_tickers) with NaN as 0; ``sigma_daily``
+    (n_dates, n_tickers): :func:`trailing_sigma_nb` at the trial's volatility window;
+    ``decision_index``, ``regime_code`` (n_dates,);
     ``alpha_scores`` (n_dates, n_tickers); ``params``: the trial's row of
     :data:`TRIAL_PARAMETERS`; ``normal_z`` / ``normal_density`` at its VaR confidence.
     Writes ``target_weight`` (n_dates, n_tickers) and ``paper_return``, ``risk_scale``,
@@ -935,7 +968,6 @@ def size_trial_nb(
     kelly_fraction = params[_KELLY_FRACTION]
     information_coefficient = params[_INFORMATION_COEFFICIENT]
     rf_daily = params[_RISK_FREE_RATE] / SESSIONS_PER_YEAR
-    volatility_window = int(params[_VOLATILITY_WINDOW])
     target_volatility = params[_TARGET_VOLATILITY]
     max_weight = params[_MAX_WEIGHT]
     max_gross = params[_MAX_GROSS_LEVERAGE]
@@ -981,14 +1013,11 @@ def size_trial_nb(
     for row in range(n_dates):
         t = decision_index[row]
         # 1. Kelly per name, over the names with a full volatility window and an alpha.
-        vol_lo = max(0, t - volatility_window + 1)
         for i in range(n_tickers):
             kelly[i] = 0.0
             score = alpha_scores[row, i]
-            if finite_run[t, i] < volatility_window or math.isnan(score):
-                continue
-            sigma = _column_std(filled_returns, vol_lo, t + 1 - vol_lo, i, column_major)
-            if not sigma > 0:
+            sigma = sigma_daily[row, i]
+            if math.isnan(score) or not sigma > 0:  # NaN sigma: no full window
                 continue
             mu = information_coefficient * score * sigma
             weight = kelly_fraction * (mu - rf_daily) / (sigma * sigma)
@@ -1130,7 +1159,8 @@ def size_trial_nb(
 @njit(cache=True, parallel=True, error_model="numpy")
 def _size_trials_parallel(
     filled_returns: np.ndarray,
-    finite_run: np.ndarray,
+    sigma_table: np.ndarray,
+    sigma_index: np.ndarray,
     decision_index: np.ndarray,
     regime_code: np.ndarray,
     alpha_scores: np.ndarray,
@@ -1150,7 +1180,7 @@ def _size_trials_parallel(
     for trial in prange(params.shape[0]):
         size_trial_nb(
             filled_returns,
-            finite_run,
+            sigma_table[sigma_index[trial]],
             decision_index,
             regime_code,
             alpha_scores[alpha_index[trial]],
@@ -1171,7 +1201,8 @@ def _size_trials_parallel(
 @njit(cache=True, error_model="numpy")
 def _size_trials_serial(
     filled_returns: np.ndarray,
-    finite_run: np.ndarray,
+    sigma_table: np.ndarray,
+    sigma_index: np.ndarray,
     decision_index: np.ndarray,
     regime_code: np.ndarray,
     alpha_scores: np.ndarray,
@@ -1191,7 +1222,7 @@ def _size_trials_serial(
     for trial in range(params.shape[0]):
         size_trial_nb(
             filled_returns,
-            finite_run,
+            sigma_table[sigma_index[trial]],
             decision_index,
             regime_code,
             alpha_scores[alpha_index[trial]],
@@ -1209,16 +1240,33 @@ def _size_trials_serial(
         )
 
 
-@njit(cache=True)
-def finite_run_nb(returns: np.ndarray) -> np.ndarray:
-    """Per (row, ticker): how many consecutive finite returns end at that row (0 if NaN)."""
-    n_rows, n_tickers = returns.shape
-    run = np.zeros((n_rows, n_tickers), dtype=np.int64)
-    for t in range(n_rows):
+@njit(cache=True, error_model="numpy")
+def trailing_sigma_nb(
+    returns: np.ndarray,
+    filled_returns: np.ndarray,
+    decision_index: np.ndarray,
+    window: int,
+    column_major: bool,
+) -> np.ndarray:
+    """(n_dates, n_tickers): ``np.std(returns[t - window + 1 : t + 1], axis=0, ddof=1)`` at each
+    decision row t, NaN where the window is not full (fewer rows, or a missing return).
+
+    ``returns`` with NaN, ``filled_returns`` the same with NaN as 0, in the same memory order
+    (``column_major``), which decides NumPy's summation order (see :func:`_column_std`)."""
+    n_tickers = returns.shape[1]
+    sigma = np.full((decision_index.shape[0], n_tickers), np.nan)
+    finite_run = np.zeros(n_tickers, dtype=np.int64)
+    t_seen = -1
+    for row in range(decision_index.shape[0]):
+        t = decision_index[row]
+        while t_seen < t:  # consecutive finite returns ending at each row up to t
+            t_seen += 1
+            for i in range(n_tickers):
+                finite_run[i] = finite_run[i] + 1 if math.isfinite(returns[t_seen, i]) else 0
         for i in range(n_tickers):
-            if math.isfinite(returns[t, i]):
-                run[t, i] = run[t - 1, i] + 1 if t > 0 else 1
-    return run
+            if finite_run[i] >= window:
+                sigma[row, i] = _column_std(filled_returns, t - window + 1, window, i, column_major)
+    return sigma
 
 
 # --- Python-facing layer --------------------------------------------------------------------
@@ -1508,10 +1556,18 @@ def size_trials(
     column_major = not returns.flags.c_contiguous
     filled_returns = np.where(np.isfinite(returns), returns, 0.0)  # keeps the memory order
     ddot_address, dgemv_address = _numpy_blas_addresses()
+    windows, sigma_index = np.unique(params[:, _VOLATILITY_WINDOW], return_inverse=True)
+    sigma_table = np.stack(
+        [
+            trailing_sigma_nb(returns, filled_returns, decision_index, int(w), column_major)
+            for w in windows
+        ]
+    )
     kernel = _size_trials_parallel if parallel else _size_trials_serial
     kernel(
         filled_returns,
-        finite_run_nb(returns),
+        sigma_table,
+        sigma_index.astype(np.int64),
         decision_index,
         regime_code,
         alpha_scores,
