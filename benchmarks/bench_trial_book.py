@@ -2,8 +2,10 @@
 and against a bare numba loop doing the same accounting without the costs machinery.
 
 Prints throughput (trials/s, cells = sessions × tickers × trials per second) and ratios
-measured in one run (never asserted: performance is reported, not tested). The only checks are
-correctness: the bare loop must end on our equity curves bit for bit, and vectorbt within 1e-9.
+measured in one run (never asserted: performance is reported, not tested); the engines' calls
+take turns, best of ``--repeats``, so load from other work on the machine hits them alike. The
+only checks are correctness: the bare loop must end on our equity curves bit for bit, and
+vectorbt within 1e-9.
 
     python benchmarks/bench_trial_book.py          # 20 × 2,520, 500 × 5,040, 2,000 × 5,040
     python benchmarks/bench_trial_book.py --trials 20 --quick    # the first two sizes
@@ -53,6 +55,7 @@ from quant_assets.backtest.trial_book import N_BOOK_PARAMETERS, simulate_trials
 SIZES = [(20, 2_520), (500, 5_040), (2_000, 5_040)]  # (tickers, sessions)
 IMPACT_COEFFICIENT = 0.1
 MAX_EQUITY_DIFF = 1e-9
+STUDY_TRIALS, STUDY_SESSIONS = 1_000, 7_300  # the study this book is for (20 tickers)
 LEGEND = """
 ours match: simulate_trials configured as vectorbt (impact 0, unrounded shares); ours full:
             impact (k 0.1) and 1-share lots. 1t / 2t: one thread / numba's threads.
@@ -278,17 +281,24 @@ def run_vectorbt(tiled: dict[str, Any]) -> Any:
     )
 
 
-def _best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, float, Any]:
-    """Best wall time of ``repeats`` calls, minor page faults per call, and the last result."""
-    best, faults, result = float("inf"), 0, None
+def _interleaved_best(
+    engines: dict[str, Callable[[], Any]], repeats: int
+) -> tuple[dict[str, float], dict[str, float], dict[str, Any]]:
+    """Best wall time of ``repeats`` calls of each engine, the calls taking turns (engine A,
+    B, …, A, B, …) so that other work on a shared machine slows them alike; also the minor
+    page faults per call and each engine's last result."""
+    best = dict.fromkeys(engines, float("inf"))
+    faults = dict.fromkeys(engines, 0.0)
+    results: dict[str, Any] = dict.fromkeys(engines)
     for _ in range(repeats):
-        result = None  # free the previous result before the next call allocates its own
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        started = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - started)
-        faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-    return best, faults / repeats, result
+        for name, fn in engines.items():
+            results[name] = None  # free the previous result before the call allocates its own
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            started = time.perf_counter()
+            results[name] = fn()
+            best[name] = min(best[name], time.perf_counter() - started)
+            faults[name] += (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / repeats
+    return best, faults, results
 
 
 def bench(
@@ -299,23 +309,34 @@ def bench(
     full = trial_parameters(n_trials, full=True)
     threads = numba.get_num_threads()
     r: dict[str, Any] = {"tickers": n_tickers, "days": n_days, "trials": n_trials}
-    r["match1"], r["faults"], ours = _best_of(lambda: run_ours(batch, matched, 1), repeats)
-    r["match2"], _, _ = _best_of(lambda: run_ours(batch, matched, threads), repeats)
-    r["full1"], _, _ = _best_of(lambda: run_ours(batch, full, 1), repeats)
-    r["full2"], _, _ = _best_of(lambda: run_ours(batch, full, threads), repeats)
-    r["bare1"], _, bare = _best_of(lambda: run_bare(batch, matched, 1), repeats)
-    r["bare2"], _, _ = _best_of(lambda: run_bare(batch, matched, threads), repeats)
+    seconds, faults, results = _interleaved_best(
+        {
+            "match1": lambda: run_ours(batch, matched, 1),
+            "match2": lambda: run_ours(batch, matched, threads),
+            "full1": lambda: run_ours(batch, full, 1),
+            "full2": lambda: run_ours(batch, full, threads),
+            "bare1": lambda: run_bare(batch, matched, 1),
+            "bare2": lambda: run_bare(batch, matched, threads),
+        },
+        repeats,
+    )
+    r.update(seconds)
+    r["faults"] = faults["match1"]
+    ours, bare = results["match1"], results["bare1"]
     r["bare_equal"] = bool(np.array_equal(bare[0], ours[0]) and np.array_equal(bare[3], ours[3]))
 
     vbt_trials = max(1, min(n_trials, int(vbt_cells // (n_tickers * n_days))))
     tiled = vectorbt_inputs(batch, matched[:vbt_trials])
     vbt_repeats = 1 if vbt_trials * n_tickers * n_days > 5e6 else repeats
     r["vbt_trials"] = vbt_trials
-    r["vbt"], _, portfolio = _best_of(lambda: run_vectorbt(tiled), vbt_repeats)
-    r["vbt_eq"], _, value = _best_of(lambda: run_vectorbt(tiled).value(), vbt_repeats)
-    vbt_equity = np.asarray(value).T  # (vbt_trials, n_days), one group per trial
+    seconds, _, results = _interleaved_best(
+        {"vbt": lambda: run_vectorbt(tiled), "vbt_eq": lambda: run_vectorbt(tiled).value()},
+        vbt_repeats,
+    )
+    r.update(seconds)
+    vbt_equity = np.asarray(results["vbt_eq"]).T  # (vbt_trials, n_days), one group per trial
     r["vbt_diff"] = float(np.max(np.abs(ours[0][:vbt_trials] - vbt_equity) / vbt_equity))
-    r["trades_equal"] = bool(ours[3][:vbt_trials].sum() == len(portfolio.orders.values))
+    r["trades_equal"] = bool(ours[3][:vbt_trials].sum() == len(results["vbt"].orders.values))
     return r
 
 
@@ -380,6 +401,13 @@ def main() -> None:
             f"vbt +eq {vbt_rate * n_tickers * n_days / 1e6:.1f}",
             flush=True,
         )
+        if n_tickers == SIZES[0][0]:
+            per_trial = ours_best / r["trials"] * STUDY_SESSIONS / n_days
+            print(
+                f"{'':>7} {'':>5}   a study of {STUDY_TRIALS:,} trials × {STUDY_SESSIONS:,} "
+                f"sessions at this rate: {per_trial * STUDY_TRIALS:.1f} s of book",
+                flush=True,
+            )
         if not r["bare_equal"]:
             failures.append(f"{n_tickers} × {n_days}: the bare loop's equity differs from ours")
         if r["vbt_diff"] > MAX_EQUITY_DIFF or not r["trades_equal"] or math.isnan(r["vbt_diff"]):

@@ -55,6 +55,7 @@ from quant_assets.settings import BacktestSettings
 
 __all__ = [
     "BOOK_PARAMETER_COLUMNS",
+    "N_BOOK_PARAMETERS",
     "TRIAL_WORK_ROWS",
     "TrialMarket",
     "book_parameters",
@@ -314,6 +315,7 @@ def simulate_trial_returns(
     order_quantity, reference_price = work[_ORDER], work[_REFERENCE]
     trade_quantity, fill_price = work[_TRADE], work[_FILL]
     commission, pnl, traded_value = work[_COMMISSION_PAID], work[_PNL], work[_TRADED_VALUE]
+    slippage_cost, impact_cost = work[_SLIPPAGE_PAID], work[_IMPACT_PAID]
     shares_before[:] = 0.0
     mark_before[:] = np.nan
     # No order before the first session (an all-cash book has nothing decided yet).
@@ -322,7 +324,8 @@ def simulate_trial_returns(
     previous_equity = portfolio_value(cash, shares_before, mark_before)
     n_trades = 0
     for t in range(n_dates):
-        fill_reference_nb(open_price[t], close_price[t], fill_at, reference_price)
+        close_now = close_price[t]
+        fill_reference_nb(open_price[t], close_now, fill_at, reference_price)
         # The records of the session land at trades[0:], overwritten every session: a
         # study counts trades and never reads them.
         cash, session_trades = execute_orders_nb(
@@ -341,15 +344,15 @@ def simulate_trial_returns(
             trade_quantity,
             fill_price,
             commission,
-            work[_SLIPPAGE_PAID],
-            work[_IMPACT_PAID],
+            slippage_cost,
+            impact_cost,
             trades,
             0,
             t,
         )
         n_trades += session_trades
         equity_now = mark_to_close_nb(
-            close_price[t],
+            close_now,
             reference_price,
             shares_before,
             shares_now,
