@@ -9,10 +9,9 @@ table (:func:`alpha_weight_table`) and parameter row (:func:`alpha_parameters`).
 arithmetic follows ``combine_signals`` operation by operation and in the same order — sums
 over the strategy's components (positive weight in some regime) in polars' ``sum_horizontal``
 tree order, polars' median ``lower + 0.5 × (upper − lower)`` — so the two agree bit for bit
-wherever ``exp`` and ``tanh`` come from the same math library (observed here; the tests
-allow 1e-12); cells that
-``combine_signals`` emits as null are NaN, cells without a signals row are NaN in both
-outputs.
+wherever ``exp`` and ``tanh`` come from the same math library (observed here; the tests allow
+1e-12). Cells that ``combine_signals`` emits as null are NaN; cells without a signals row are
+NaN in both outputs.
 
 ``prediction_horizon`` and ``prediction_scale`` change the prediction component itself, so
 :func:`alpha_inputs` prepares that component once per distinct (horizon, scale) pair —
@@ -30,6 +29,7 @@ import numpy as np
 import polars as pl
 from numba import njit
 
+from quant_assets.meta.alpha import _MAD_TO_SIGMA  # one constant for both implementations
 from quant_assets.names import REGIME_NAMES, REGIME_PROB_COLUMNS
 from quant_assets.settings import (
     ALPHA_COMPONENTS,
@@ -40,6 +40,15 @@ from quant_assets.settings import (
 
 __all__ = [
     "ALPHA_PARAMETER_COLUMNS",
+    "NORMALIZATION_NONE",
+    "NORMALIZATION_ROBUST_ZSCORE",
+    "N_ALPHA_PARAMETERS",
+    "N_COMPONENTS",
+    "N_REGIMES",
+    "N_SIGNALS",
+    "REGIME_WEIGHTING_LABEL",
+    "REGIME_WEIGHTING_PROBABILITY",
+    "UNKNOWN_REGIME",
     "AlphaInputs",
     "alpha_inputs",
     "alpha_parameters",
@@ -61,7 +70,6 @@ ALPHA_PARAMETER_COLUMNS: dict[str, str] = {
 }
 N_ALPHA_PARAMETERS = len(ALPHA_PARAMETER_COLUMNS)
 _REGIME_WEIGHTING, _PENALTY, _NORMALIZATION, _ZSCORE_SCALE, _MIN_CROSS_SECTION = range(5)
-_HORIZON, _SCALE = 5, 6
 REGIME_WEIGHTING_PROBABILITY, REGIME_WEIGHTING_LABEL = 0, 1
 NORMALIZATION_ROBUST_ZSCORE, NORMALIZATION_NONE = 0, 1
 UNKNOWN_REGIME = -1  # the code of a label that is not one of REGIME_NAMES: weight 0
@@ -69,7 +77,6 @@ UNKNOWN_REGIME = -1  # the code of a label that is not one of REGIME_NAMES: weig
 N_SIGNALS = len(SIGNAL_COMPONENTS)
 N_COMPONENTS = len(ALPHA_COMPONENTS)  # the four signals, then the prediction (last)
 N_REGIMES = len(REGIME_NAMES)
-_MAD_TO_SIGMA = 1.4826  # as quant_assets.meta.alpha: MAD of a normal × 1.4826 = its std
 _GRID_KEYS = ("date", "ticker")
 _INSERTION_SORT_MAX = 32
 
