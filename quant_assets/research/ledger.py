@@ -38,6 +38,9 @@ LEDGER_COLUMNS: dict[str, str] = {
     "config": "the configuration, canonical JSON",
 }
 
+# When and how often a configuration was evaluated: not what it is (compare tables without).
+LEDGER_RUN_COLUMNS = ("first_evaluated_at", "last_evaluated_at", "evaluations")
+
 
 @dataclass(frozen=True)
 class LedgerEntry:

@@ -34,6 +34,12 @@ def test_graph_has_the_pipeline_assets_with_true_lineage(small_project):
         "regimes",
         "next_state_model",
         "predictions",
+        # the signal tear sheets (one multi-asset over the research assets)
+        "forward_returns",
+        "signal_evaluation",
+        "signal_ic",
+        "signal_decay",
+        "signal_quantiles",
     }
     parents = {k: {p.to_user_string() for p in graph.get(dg.AssetKey(k)).parent_keys} for k in keys}
     assert parents["features"] == {"bars", "benchmark_bars"}

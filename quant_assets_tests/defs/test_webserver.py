@@ -73,7 +73,9 @@ def test_webserver_on_localhost_serves_the_asset_graph(make_project):
         by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
         assert {"bars", "benchmark_bars", "features", "signals"} <= set(by_key)
         assert {"regimes", "next_state_model", "predictions"} <= set(by_key)
-        assert all(n["isPartitioned"] for n in by_key.values())
+        partitioned = ("bars", "benchmark_bars", "features", "signals", "regimes", "predictions")
+        assert all(by_key[name]["isPartitioned"] for name in partitioned)
+        assert not by_key["signal_evaluation"]["isPartitioned"]  # a whole-history summary
         checked = ("bars", "benchmark_bars", "features", "signals", "regimes", "predictions")
         assert all(by_key[name]["hasAssetChecks"] for name in checked)
     finally:

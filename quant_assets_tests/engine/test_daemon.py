@@ -44,6 +44,7 @@ from quant_assets.engine.convergence import (
     runs_in_progress,
 )
 from quant_assets.engine.instance import dagster_home, open_instance
+from quant_assets.research.ledger import LEDGER_RUN_COLUMNS
 from quant_assets.settings import load_settings
 from quant_assets_tests.conftest import (
     Project,
@@ -71,6 +72,7 @@ RUN_COLUMNS = {
     "champion_version",
     "model_version",
     "mlflow_version",
+    *LEDGER_RUN_COLUMNS,
 }
 
 
@@ -266,6 +268,11 @@ class Reference:
 BARS_STAGE = "bars,features,labels,signals"
 MODEL_STAGE = "hybrid_alpha/alpha_scores,hybrid_alpha/backtest,hybrid_alpha/positions,predictions"
 ORDERS_STAGE = "hybrid_alpha/orders,hybrid_alpha/paper_book"
+# The whole-history summaries: the strategy's report and the signal tear sheets.
+REPORT_STAGE = (
+    "forward_returns,hybrid_alpha/backtest_report,signal_decay,signal_evaluation,signal_ic,"
+    "signal_quantiles"
+)
 
 
 def test_a_fresh_data_directory_with_dropped_files_converges_like_a_full_run(daemon, tmp_path):
@@ -279,7 +286,7 @@ def test_a_fresh_data_directory_with_dropped_files_converges_like_a_full_run(dae
         ("next_state_model", "2021-01-01", "2022-01-01"),
         (MODEL_STAGE, "2021-01-01|AAA", "2022-01-01|CCC"),
         (ORDERS_STAGE, "2021-01-01", "2022-01-01"),
-        ("hybrid_alpha/backtest_report", "-", "-"),
+        (REPORT_STAGE, "-", "-"),
     ]
     reference.assert_equal_to(daemon)
 
@@ -303,7 +310,7 @@ def test_d_a_new_session_runs_the_daily_path_once_and_retrains_nothing(daemon):
         (BARS_STAGE, "2022-01-01|AAA", "2022-01-01|CCC"),
         (MODEL_STAGE, "2022-01-01|AAA", "2022-01-01|CCC"),
         (ORDERS_STAGE, "2022-01-01", "2022-01-01"),
-        ("hybrid_alpha/backtest_report", "-", "-"),
+        (REPORT_STAGE, "-", "-"),
     ]
     stored = tables(project.home)
     assert "hybrid_alpha.orders" in stored, (sorted(stored), sorted(os.listdir(project.home)))
@@ -331,7 +338,7 @@ def test_b_a_corrected_old_window_recomputes_exactly_what_reads_it(daemon, tmp_p
         ("next_state_model", "2021-01-01", "2022-01-01"),
         (MODEL_STAGE, "2021-01-01|AAA", "2022-01-01|CCC"),
         (ORDERS_STAGE, "2021-01-01", "2022-01-01"),
-        ("hybrid_alpha/backtest_report", "-", "-"),
+        (REPORT_STAGE, "-", "-"),
     ]
     reference.assert_equal_to(daemon)
 
@@ -363,7 +370,7 @@ def test_c_a_ticker_added_and_a_bad_file_converge_without_it_and_record_it(daemo
         ("next_state_model", "2021-01-01", "2022-01-01"),
         (MODEL_STAGE, "2021-01-01|AAA", "2022-01-01|DDD"),
         (ORDERS_STAGE, "2021-01-01", "2022-01-01"),
-        ("hybrid_alpha/backtest_report", "-", "-"),
+        (REPORT_STAGE, "-", "-"),
     ]
     reference.assert_equal_to(daemon)  # BBB's stored bars are the good ones
     records = [

@@ -12,11 +12,12 @@ import pytest
 
 from quant_assets.engine.daily import AUTOMATION_TAG, run_daily_update
 from quant_assets.engine.instance import open_instance
+from quant_assets.research.ledger import LEDGER_RUN_COLUMNS
 from quant_assets.settings import load_settings
 from quant_assets_tests.conftest import copy_project
 
 # Columns that record when a row was written, not what it says.
-RUN_TIME_COLUMNS = {"ingested_at"}
+RUN_TIME_COLUMNS = {"ingested_at", *LEDGER_RUN_COLUMNS}
 # Unpartitioned summaries carrying MLflow run ids and times: compared through their inputs.
 SUMMARY_TABLES = {"backtest_report"}
 
