@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 
 install: $(STAMP) ## create .venv from uv.lock
 
-demo: install ## materialise the whole graph (bars -> models -> strategies -> reports), bundled data
+demo: install ## materialise the whole graph (bars -> models -> strategies -> reports -> studies), bundled data
 	$(BIN)/quant-assets materialize --select all
 	$(BIN)/quant-assets inspect-signals AAPL --limit 5
 	$(BIN)/quant-assets inspect-predictions AAPL --limit 5
@@ -37,6 +37,7 @@ demo: install ## materialise the whole graph (bars -> models -> strategies -> re
 	$(BIN)/quant-assets compare hybrid_alpha trend_only mean_reversion_only
 	$(BIN)/quant-assets report
 	$(BIN)/quant-assets orders
+	$(BIN)/quant-assets study hybrid_sizing
 
 lint: install
 	$(BIN)/ruff check .

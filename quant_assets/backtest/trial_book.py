@@ -258,6 +258,7 @@ def simulate_trial_returns(
     equity: np.ndarray,
     portfolio_return: np.ndarray,
     turnover: np.ndarray,
+    session_trades: np.ndarray,
 ) -> int:
     """Run one trial's book from all cash and return its number of trades.
 
@@ -275,6 +276,8 @@ def simulate_trial_returns(
         portfolio_return: equity / previous equity − 1 (the first against initial_cash).
         turnover: Σ |trade quantity × fill price| / previous equity, the per-ticker traded
             values summed in numpy's pairwise order, as ``run_book`` sums them.
+        session_trades: (n_dates,) int64, the trades filled on each session (a study's
+            constraints count them on a fold's train window).
 
     Raises ``ValueError`` naming the argument of the wrong shape or value (and the step
     functions' own errors: non-positive prices, ±inf targets).
@@ -298,6 +301,8 @@ def simulate_trial_returns(
         raise ValueError("equity and portfolio_return must have length n_dates")
     if turnover.shape[0] != n_dates:
         raise ValueError("turnover must have length n_dates")
+    if session_trades.shape[0] != n_dates:
+        raise ValueError("session_trades must have length n_dates")
     initial_cash = parameters[_INITIAL_CASH]
     if not np.isfinite(initial_cash):
         raise ValueError("parameters: initial_cash must be finite")
@@ -328,7 +333,7 @@ def simulate_trial_returns(
         fill_reference_nb(open_price[t], close_now, fill_at, reference_price)
         # The records of the session land at trades[0:], overwritten every session: a
         # study counts trades and never reads them.
-        cash, session_trades = execute_orders_nb(
+        cash, filled = execute_orders_nb(
             order_quantity,
             reference_price,
             daily_vol[t],
@@ -350,7 +355,8 @@ def simulate_trial_returns(
             0,
             t,
         )
-        n_trades += session_trades
+        n_trades += filled
+        session_trades[t] = filled
         equity_now = mark_to_close_nb(
             close_now,
             reference_price,
@@ -393,6 +399,7 @@ def simulate_trials(
     turnover: np.ndarray,
     trade_count: np.ndarray,
     *,
+    trades_per_date: np.ndarray | None = None,
     n_threads: int | None = None,
 ) -> None:
     """The books of many trials over one market, threaded over trials.
@@ -406,7 +413,8 @@ def simulate_trials(
         n_threads: threads to run trials on (default: numba's thread count; at most
             NUMBA_NUM_THREADS).
     Outputs written in place: equity, portfolio_return, turnover (n_trials, n_dates) as in
-    :func:`simulate_trial_returns`; trade_count (n_trials,) int64.
+    :func:`simulate_trial_returns`; trade_count (n_trials,) int64; ``trades_per_date``
+    (n_trials, n_dates) int64 when given (else a scratch array).
 
     Each thread has one set of :func:`trial_work_buffers`, allocated once per call and reused
     for every trial it runs; the results do not depend on the number of threads. Raises
@@ -416,6 +424,8 @@ def simulate_trials(
     if threads < 1:
         raise ValueError(f"n_threads must be at least 1, got {threads}")
     threads = min(threads, numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+    if trades_per_date is None:
+        trades_per_date = np.empty(equity.shape, dtype=np.int64)
     previous = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
@@ -434,6 +444,7 @@ def simulate_trials(
                 portfolio_return,
                 turnover,
                 trade_count,
+                trades_per_date,
                 threads,
             )
     finally:
@@ -453,6 +464,7 @@ def _simulate_trials_nb(
     portfolio_return: np.ndarray,
     turnover: np.ndarray,
     trade_count: np.ndarray,
+    trades_per_date: np.ndarray,
     n_threads: int,
 ) -> None:
     """The batch loop of :func:`simulate_trials`: one set of work buffers per thread (numba's
@@ -469,6 +481,8 @@ def _simulate_trials_nb(
         raise ValueError("turnover must have shape (n_trials, n_dates)")
     if trade_count.shape[0] != n_trials:
         raise ValueError("trade_count must have length n_trials")
+    if trades_per_date.shape[0] != n_trials or trades_per_date.shape[1] != n_dates:
+        raise ValueError("trades_per_date must have shape (n_trials, n_dates)")
     for trial in range(n_trials):
         if target_of_trial[trial] < 0 or target_of_trial[trial] >= n_targets:
             raise ValueError("target_of_trial must index the first axis of target_weight")
@@ -488,4 +502,5 @@ def _simulate_trials_nb(
             equity[trial],
             portfolio_return[trial],
             turnover[trial],
+            trades_per_date[trial],
         )

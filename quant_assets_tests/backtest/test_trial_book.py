@@ -88,8 +88,12 @@ def backtest(bars: pl.DataFrame, targets: pl.DataFrame, config: BacktestSettings
         bars, targets, config, start=START, state=BookState.initial(CAPITAL), tickers=TICKERS
     )
     per_date = result.book.group_by("date", maintain_order=True).first()
-    return per_date.select("date", "equity", "portfolio_return", "turnover").with_columns(
-        pl.lit(result.trades.height).alias("trades")
+    filled = result.trades.group_by("date").len()
+    return (
+        per_date.select("date", "equity", "portfolio_return", "turnover")
+        .with_columns(pl.lit(result.trades.height).alias("trades"))
+        .join(filled, on="date", how="left")
+        .with_columns(pl.col("len").fill_null(0).alias("session_trades"))
     )
 
 
@@ -100,6 +104,7 @@ def one_trial(
     work, trades = trial_work_buffers(len(market.tickers))
     work[:] = 12345.0  # stale values from a previous trial must not leak
     out = {name: np.full(n_dates, np.nan) for name in ("equity", "portfolio_return", "turnover")}
+    per_session = np.full(n_dates, -1, dtype=np.int64)
     count = simulate_trial_returns(
         target_weight,
         market.open_price,
@@ -112,8 +117,10 @@ def one_trial(
         out["equity"],
         out["portfolio_return"],
         out["turnover"],
+        per_session,
     )
-    return {**out, "trades": count}
+    assert per_session.sum() == count  # the sessions' trades add up to the book's
+    return {**out, "trades": count, "session_trades": per_session}
 
 
 def market_for(bars: pl.DataFrame, config: BacktestSettings) -> TrialMarket:
@@ -142,6 +149,7 @@ def test_a_trial_reproduces_the_backtest_per_date_bit_for_bit(
     for column in ("equity", "portfolio_return", "turnover"):
         np.testing.assert_array_equal(got[column], expected[column].to_numpy(), err_msg=column)
     assert got["trades"] == expected["trades"][0] > 0
+    np.testing.assert_array_equal(got["session_trades"], expected["session_trades"].to_numpy())
 
 
 def test_borrowing_books_match_too() -> None:
@@ -254,12 +262,13 @@ def test_wrong_shapes_are_refused_naming_the_argument() -> None:
         work,
         trades,
         *outputs,
+        np.empty(n_dates, dtype=np.int64),
     ]
     with pytest.raises(ValueError, match="close_price must have the shape"):
         simulate_trial_returns(*args[:2], market.close_price[1:], *args[3:])
     with pytest.raises(ValueError, match="work must have shape"):
         simulate_trial_returns(*args[:6], work[:, 1:], *args[7:])
     with pytest.raises(ValueError, match="turnover must have length"):
-        simulate_trial_returns(*args[:10], np.empty(n_dates - 1))
+        simulate_trial_returns(*args[:10], np.empty(n_dates - 1), args[11])
     with pytest.raises(ValueError, match="n_tickers must be at least 1"):
         trial_work_buffers(0)
