@@ -2,7 +2,6 @@
 returns (stored at the session they are realised), the per-date ICs, and the summary, decay and
 quantile tables, in the warehouse schema ``research``."""
 
-
 from collections.abc import Iterator
 from pathlib import Path
 

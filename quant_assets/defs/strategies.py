@@ -337,6 +337,8 @@ def _book_metadata(out: pl.DataFrame, book: pl.DataFrame, trades: pl.DataFrame) 
 def report_asset(settings: Settings, strategy: StrategySettings) -> dg.AssetsDefinition:
     name = strategy.name
     backtests = [dg.AssetKey([s, "backtest"]) for s in settings.strategies]
+    # The Deflated Sharpe counts every trial in the ledger: the studies record theirs first.
+    studies = [dg.AssetKey([s, "decision"]) for s in settings.studies]
     summarised = [
         dg.AssetKey([name, "alpha_scores"]),
         dg.AssetKey("benchmark_bars"),
@@ -354,7 +356,7 @@ def report_asset(settings: Settings, strategy: StrategySettings) -> dg.AssetsDef
             # it through them).
             automation_condition=follows_inputs(ignore=summarised),
             kinds=("duckdb", "plotly", "mlflow"),
-            deps=[*backtests, *summarised],
+            deps=[*backtests, *summarised, *studies],
         )
     )
     def backtest_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource):

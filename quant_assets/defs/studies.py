@@ -2,7 +2,6 @@
 out-of-sample curve and gate decision, four tables in the schema named after the study, with
 lineage from the research assets it reads."""
 
-
 from collections.abc import Iterator
 from pathlib import Path
 

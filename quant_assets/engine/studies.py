@@ -111,12 +111,35 @@ def load_study_inputs(
 
 
 def counted_with_strategies(ledger: LedgerView, settings: Settings) -> LedgerView:
-    """The ledger with every configured strategy counted, evaluated yet or not: the graph
-    evaluates each of them, so N does not depend on whether a report ran before the study."""
+    """The ledger with every configured strategy counted, evaluated yet or not (Sharpe NaN
+    when unknown): the graph evaluates each of them, so N does not depend on run order."""
     from quant_assets.research.studies import strategy_hash
 
-    hashes = ledger.hashes | {strategy_hash(s) for s in settings.strategies.values()}
-    return LedgerView(frozenset(hashes), ledger.sharpes)
+    unknown = {strategy_hash(s): float("nan") for s in settings.strategies.values()}
+    return LedgerView({**unknown, **ledger.sharpe_of})
+
+
+def strategies_evaluated(settings: Settings, inputs: StudyInputs, evaluate) -> dict[str, float]:
+    """Every configured strategy's daily Sharpe on the study's sessions, by hash, evaluated by
+    the study itself (the vectorised path equals the strategies' books): so the study's
+    statistics do not depend on whether the reports ran before it. A strategy the evaluator
+    cannot run (an optimiser allocator) goes through the strategy path."""
+    from quant_assets.research.studies import Trial, evaluate_reference, strategy_hash
+
+    trials = [
+        Trial(-1, {}, strategy, strategy_hash(strategy))
+        for strategy in settings.strategies.values()
+    ]
+    fast = [t for t in trials if t.strategy.sizing.allocator == "kelly"]
+    slow = [t for t in trials if t.strategy.sizing.allocator != "kelly"]
+    sharpe_of: dict[str, float] = {}
+    for group, run in ((fast, evaluate), (slow, evaluate_reference)):
+        if not group:
+            continue
+        results = run(inputs, group)
+        sharpes = column_metrics(results.returns)["sharpe"] / np.sqrt(252.0)
+        sharpe_of |= {t.config_hash: float(s) for t, s in zip(group, sharpes, strict=True)}
+    return sharpe_of
 
 
 def default_evaluator():
@@ -171,14 +194,15 @@ def build_study(
     base = settings.strategies[study.base]
     inputs = load_study_inputs(settings, study, warehouse)
     database = Path(warehouse.database)
-    before = counted_with_strategies(ledger_view(database), settings)
+    evaluate = evaluate or default_evaluator()
+    before = ledger_view(database).with_entries(strategies_evaluated(settings, inputs, evaluate))
     promotion = base.promotion
     result = run_study(
         study,
         base,
         inputs,
         before,
-        evaluate or default_evaluator(),
+        evaluate,
         reps=promotion.bootstrap_reps,
         block_size=promotion.bootstrap_block,
     )

@@ -14,7 +14,7 @@ It lives in the warehouse, schema ``research``, table ``trial_ledger``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,14 +52,26 @@ class LedgerEntry:
 
 @dataclass(frozen=True)
 class LedgerView:
-    """What the ledger knows: the distinct configurations (``hashes``) and their Sharpes."""
+    """What the ledger knows: each distinct configuration's latest daily Sharpe (NaN: none)."""
 
-    hashes: frozenset[str]
-    sharpes: np.ndarray
+    sharpe_of: Mapping[str, float]
+
+    @property
+    def hashes(self) -> frozenset[str]:
+        return frozenset(self.sharpe_of)
+
+    @property
+    def sharpes(self) -> np.ndarray:
+        """The configurations' Sharpe ratios, in hash order."""
+        return np.array([self.sharpe_of[h] for h in sorted(self.sharpe_of)], dtype=np.float64)
 
     @property
     def n_trials(self) -> int:
-        return len(self.hashes)
+        return len(self.sharpe_of)
+
+    def with_entries(self, sharpe_of: Mapping[str, float]) -> LedgerView:
+        """The view with ``sharpe_of`` added (their Sharpe replacing the ledger's)."""
+        return LedgerView({**self.sharpe_of, **sharpe_of})
 
 
 def _ensure(conn: duckdb.DuckDBPyConnection) -> None:
@@ -128,9 +140,7 @@ def read_ledger(database: Path | str) -> pl.DataFrame:
 
 
 def ledger_view(database: Path | str) -> LedgerView:
-    """The ledger's distinct configurations and their Sharpe ratios."""
+    """The ledger's distinct configurations and their latest Sharpe ratios."""
     rows = read_ledger(database)
-    return LedgerView(
-        hashes=frozenset(rows["config_hash"].to_list()),
-        sharpes=rows["sharpe_per_period"].fill_null(np.nan).to_numpy().astype(np.float64),
-    )
+    sharpes = rows["sharpe_per_period"].fill_null(np.nan).to_list()
+    return LedgerView(dict(zip(rows["config_hash"].to_list(), sharpes, strict=True)))

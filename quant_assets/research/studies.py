@@ -474,10 +474,9 @@ def study_statistics(
     matrix = results.returns
     per_period = column_metrics(matrix)["sharpe"] / math.sqrt(SESSIONS_PER_YEAR)
     own = {t.config_hash: float(s) for t, s in zip(trials, per_period, strict=True)}
-    others = [s for s in ledger.sharpes if np.isfinite(s)]
-    every = np.array([*others, *[s for s in own.values() if np.isfinite(s)]])
-    new = {h for h in own if h not in ledger.hashes}
-    n_trials = len(ledger.hashes) + len(new)
+    counted = ledger.with_entries(own)  # this study's own figures for its trials
+    every = counted.sharpes[np.isfinite(counted.sharpes)]
+    n_trials = counted.n_trials
     variance = float(np.var(every, ddof=1)) if every.size > 1 else 0.0
     varying = matrix[:, np.std(matrix, axis=0) > 0]
     clusters = effective_trials(varying).n_clusters if varying.shape[1] > 1 else 1

@@ -137,11 +137,31 @@ STRATEGY_TABLES = [
 ]
 
 
+STUDY_TABLES = [
+    "sizing.trials",
+    "sizing.returns",
+    "sizing.folds",
+    "sizing.curve",
+    "sizing.decision",
+]
+SIGNAL_TABLES = [
+    "forward_returns",
+    "signal_evaluation",
+    "signal_ic",
+    "signal_decay",
+    "signal_quantiles",
+]
+
+
 def test_future_bars_do_not_change_past_regimes_models_predictions_or_strategies(built, tmp_path):
+    """Perturbing every bar after a date D changes nothing stored for D or before: regimes,
+    predictions, every strategy table, every study trial's daily rows and the stitched curve,
+    the choices of the folds that trained before D, and the forward returns realised by D."""
     project = new_pipeline_project(tmp_path)
     materialize_all(project)
-    dated = ("regimes", "predictions", *STRATEGY_TABLES)
-    before = {n: table(project, n) for n in (*dated, "next_state_model")}
+    dated = ("regimes", "predictions", *STRATEGY_TABLES, "sizing.returns", "sizing.curve")
+    as_of = {"research.forward_returns": "date"}
+    before = {n: table(project, n) for n in (*dated, *as_of, "next_state_model", "sizing.folds")}
     # Same data, separate store: the same results (determinism across instances).
     for name in dated:
         assert sort(before[name]).equals(sort(table(built, name))), name
@@ -158,16 +178,31 @@ def test_future_bars_do_not_change_past_regimes_models_predictions_or_strategies
                 for c in ("open", "high", "low", "close")
             ),
         )
-    # Models explicitly selected: every cut-off is refitted; every strategy recomputed.
-    materialize_all(project, [*RETRAIN, *(t.replace(".", "/") for t in STRATEGY_TABLES)])
-    for name in dated:
+    # Models explicitly selected: every cut-off is refitted; every strategy and the study
+    # recomputed, the tear sheets too.
+    again = [*STRATEGY_TABLES, *STUDY_TABLES, *(f"research.{t}" for t in SIGNAL_TABLES)]
+    materialize_all(
+        project, [*RETRAIN, *(t.replace(".", "/").removeprefix("research/") for t in again)]
+    )
+    for name in (*dated, *as_of):
         after = table(project, name)
-        past = pl.col("date") <= cut
+        past = pl.col(as_of.get(name, "date")) <= cut
         assert sort(after.filter(past)).equals(sort(before[name].filter(past))), name
         assert not sort(after.filter(~past)).equals(sort(before[name].filter(~past))), name
     models_after = table(project, "next_state_model")
     known = pl.col("cutoff") <= cut
     assert sort(models_after.filter(known)).equals(sort(before["next_state_model"].filter(known)))
+    # A fold that trained before D chose the same trial on the same in-sample figure.
+    folds_before, folds_after = before["sizing.folds"], table(project, "sizing.folds")
+    trained = pl.col("train_end") < cut
+    choice = ["fold", "train_end", "chosen_trial", "in_sample_objective"]
+    assert (
+        folds_after.filter(trained)
+        .select(choice)
+        .sort("fold")
+        .equals(folds_before.filter(trained).select(choice).sort("fold"))
+    )
+    assert folds_before.filter(trained).height >= 2
 
 
 def test_the_mlflow_ui_server_shows_the_experiments_versions_and_champion(built):

@@ -36,7 +36,8 @@ def test_a_study_stores_its_trials_folds_curve_and_decision(pipeline):
     assert (folds["test_start"] > folds["train_end"]).all()
     curve = table(pipeline, "sizing.curve").sort("date")
     assert curve["date"][0] == folds["test_start"][0]
-    assert curve["date"][-1] == returns["date"].max()
+    assert curve["date"][-1] == folds["test_end"][-1]  # a tail shorter than a fifth of a test
+    assert returns["date"].max() >= curve["date"][-1]  # window is no fold
     # The curve is each fold's chosen trial's returns over its test window.
     chosen = curve.join(
         returns.rename({"daily_return": "trial_return"}), on=["date", "trial"], how="left"
@@ -141,8 +142,8 @@ def test_promote_writes_the_selection_as_a_strategy_with_orders_and_a_paper_book
     again = cli(project, "promote", "sizing", "--name", "sizing_pick")
     assert again.exit_code == 1 and "--replace" in again.output
     materialize_all(project, ["sizing_pick/orders", "sizing_pick/paper_book"])
-    orders = table(project, "sizing_pick.orders")
-    assert orders["date"].max() == date(2019, 12, 31)
+    assert table(project, "sizing_pick.orders").height > 0
+    assert table(project, "sizing_pick.paper_book")["date"].max() == date(2019, 12, 31)
     promotions = table(project, "research.promotions")
     assert promotions["strategy"].to_list() == ["sizing_pick"]
     assert json.loads(promotions["figures"][0])["n_trials_ledger"] == 6

@@ -73,7 +73,8 @@ def test_daily_path_brings_every_asset_to_the_new_session(daily, pipeline):
     updated, reference = _tables(project.home), _tables(pipeline.home)
     assert updated.keys() == reference.keys()
     for name, frame in reference.items():
-        assert updated[name].equals(frame), name
+        differing = [c for c in frame.columns if not updated[name][c].equals(frame[c])]
+        assert updated[name].equals(frame), (name, differing)
 
 
 def test_daily_path_is_one_run_per_root_then_automation(daily):

@@ -201,10 +201,11 @@ def test_statistics_count_the_ledger_and_the_gate_says_why():
     results = _results(returns)
     walk = select_walk_forward(results, walk_forward_folds(range(600), study), study)
     bench = rng.normal(0.0003, 0.01, size=walk.stitched_returns.size)
-    empty = LedgerView(frozenset(), np.zeros(0))
+    empty = LedgerView({})
     alone = study_statistics(study, trials, results, walk, bench, empty, reps=200)
     assert alone.n_trials == 8
-    known = LedgerView(frozenset({f"{i:016x}" for i in range(92)}), rng.normal(0, 0.02, 92))
+    hashes = [f"{i:016x}" for i in range(92)]
+    known = LedgerView(dict(zip(hashes, rng.normal(0, 0.02, 92), strict=True)))
     counted = study_statistics(study, trials, results, walk, bench, known, reps=200)
     assert counted.n_trials == 100
     # SR0 grows with N at the ledger's Sharpe variance; the effective N clusters the study.
