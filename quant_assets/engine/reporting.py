@@ -238,9 +238,9 @@ def _record_in_ledger(
     database = Path(warehouse.database)
     for entry, strategy_name in zip(entries, books, strict=True):
         record_trials(database, "strategy", strategy_name, [entry])
-    from quant_assets.engine.studies import counted_with_strategies
+    from quant_assets.research.studies import counted_with_strategies
 
-    view = counted_with_strategies(ledger_view(database), settings)
+    view = counted_with_strategies(ledger_view(database), list(settings.strategies.values()))
     return view.n_trials, view.sharpes
 
 

@@ -13,7 +13,6 @@ import numpy as np
 import polars as pl
 
 from quant_assets.defs.resources import WarehouseResource
-from quant_assets.research.ledger import LedgerView
 from quant_assets.research.studies import (
     StudyInputs,
     StudyResult,
@@ -108,15 +107,6 @@ def load_study_inputs(
         tickers=list(settings.universe.tickers),
         start=start,
     )
-
-
-def counted_with_strategies(ledger: LedgerView, settings: Settings) -> LedgerView:
-    """The ledger with every configured strategy counted, evaluated yet or not (Sharpe NaN
-    when unknown): the graph evaluates each of them, so N does not depend on run order."""
-    from quant_assets.research.studies import strategy_hash
-
-    unknown = {strategy_hash(s): float("nan") for s in settings.strategies.values()}
-    return LedgerView({**unknown, **ledger.sharpe_of})
 
 
 def strategies_evaluated(settings: Settings, inputs: StudyInputs, evaluate) -> dict[str, float]:

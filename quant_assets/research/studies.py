@@ -160,6 +160,15 @@ def strategy_hash(strategy: StrategySettings) -> str:
     return trial_hash({k: document[k] for k in ("alpha", "sizing", "risk", "backtest")})
 
 
+def counted_with_strategies(
+    ledger: LedgerView, strategies: Sequence[StrategySettings]
+) -> LedgerView:
+    """The ledger with every configured strategy counted, evaluated yet or not (Sharpe NaN
+    when unknown): the graph evaluates each of them, so N does not depend on run order."""
+    unknown = {strategy_hash(s): float("nan") for s in strategies}
+    return LedgerView({**unknown, **ledger.sharpe_of})
+
+
 @dataclass(frozen=True)
 class Fold:
     """A walk-forward fold as session indices: train ``[train_start, train_end)``, test

@@ -17,7 +17,7 @@ from quant_assets.settings import load_settings
 from quant_assets_tests.conftest import copy_project
 
 # Columns that record when a row was written, not what it says.
-RUN_TIME_COLUMNS = {"ingested_at", *LEDGER_RUN_COLUMNS}
+RUN_TIME_COLUMNS = {"ingested_at", "report_path", *LEDGER_RUN_COLUMNS}  # report_path: the home
 # Unpartitioned summaries carrying MLflow run ids and times: compared through their inputs.
 SUMMARY_TABLES = {"backtest_report"}
 
