@@ -24,6 +24,8 @@ $(UV):
 
 $(STAMP): pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --extra dev
+	# numba kernels compiled once into their on-disk cache (~1 min), not in the first run
+	$(BIN)/python -m quant_assets.warmup
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv from uv.lock
@@ -46,8 +48,8 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: install lint typecheck ## ruff, mypy and the whole pytest suite (2 workers, one file each)
-	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile
+test: install lint typecheck ## ruff, mypy and the whole pytest suite (3 workers, one file each)
+	$(BIN)/pytest -q -p no:cacheprovider -n 3 --dist loadfile
 
 ui: install ## the Dagster UI on http://127.0.0.1:3000 over the demo's instance
 	$(BIN)/python -c "from quant_assets.engine.instance import dagster_home; \

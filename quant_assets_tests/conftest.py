@@ -189,15 +189,34 @@ def materialize_all(project: Project, select: list[str] | None = None, **kwargs)
 
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory) -> Iterator[Project]:
-    """The whole graph materialised once (bars → models → strategies → reports), shared by
-    the graph tests that only read it. Runs with the embedded MLflow store."""
+    """The whole graph materialised once (bars → models → strategies → reports → study), shared
+    by the graph tests that only read it. Runs with the embedded MLflow store.
+
+    Built once per test session: under pytest-xdist the first worker to need it builds it in
+    the session's shared temporary root (the others wait on a file lock) and every worker
+    reads its own copy (``copy_project``), so no two processes open one DuckDB file."""
     import os
+
+    from filelock import FileLock
 
     saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
     try:
-        project = new_pipeline_project(tmp_path_factory.mktemp("pipeline"))
-        materialize_all(project)
-        yield project
+        root = tmp_path_factory.getbasetemp()
+        if os.environ.get("PYTEST_XDIST_WORKER"):  # a worker's basetemp is in the session's
+            root = root.parent
+        shared = root / "shared-pipeline"
+        built = Project(
+            shared / "configs", shared / "drop", shared / "data", PIPELINE_TICKERS, "IDX"
+        )
+        with FileLock(str(shared) + ".lock"):
+            if not (shared / "built").exists():
+                if shared.exists():
+                    import shutil
+
+                    shutil.rmtree(shared)  # a build interrupted earlier
+                materialize_all(new_pipeline_project(shared))
+                (shared / "built").touch()
+        yield copy_project(built, tmp_path_factory.mktemp("pipeline"))
     finally:
         if saved is not None:
             os.environ["MLFLOW_TRACKING_URI"] = saved
@@ -220,7 +239,7 @@ def copy_project(project: Project, root: Path) -> Project:
     providers["files"]["path"] = str(copy.drop)
     (copy.config_dir / "providers.yaml").write_text(yaml.safe_dump(providers))
     # The instance's dagster.yaml names the original storage: a new one is written on open.
-    (copy.home / "dagster" / "dagster.yaml").unlink()
+    (copy.home / "dagster" / "dagster.yaml").unlink(missing_ok=True)  # (a copy of a copy)
     store = copy.home / "mlflow" / "mlflow.db"
     if store.exists():  # artifact locations are absolute paths into the original
         old, new = str(project.home), str(copy.home)

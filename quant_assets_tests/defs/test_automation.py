@@ -64,7 +64,9 @@ def test_a_strategy_edit_changes_exactly_that_strategys_affected_assets(pipeline
         config.setdefault("sizing", {})["max_weight"] = 0.07
 
     config_dir = _edited_copy(pipeline, tmp_path, "strategies/trend_only.yaml", edit)
-    assert _changed(pipeline, config_dir) == {"trend_only/positions"}
+    study = {f"sizing/{t}" for t in ("trials", "returns", "folds", "curve", "decision")}
+    # and the study whose base it is (its trials are variants of that config)
+    assert _changed(pipeline, config_dir) == {"trend_only/positions", *study}
 
 
 def test_a_feature_edit_changes_features_and_what_is_computed_from_their_config(pipeline, tmp_path):

@@ -14,7 +14,12 @@ import duckdb
 import numpy as np
 import polars as pl
 import pytest
-from conftest import materialize_all, new_pipeline_project, write_fast_model_configs, write_project
+from conftest import (
+    copy_project,
+    materialize_all,
+    write_fast_model_configs,
+    write_project,
+)
 
 from quant_assets.engine.instance import open_instance
 from quant_assets.engine.runner import materialize
@@ -157,14 +162,10 @@ def test_future_bars_do_not_change_past_regimes_models_predictions_or_strategies
     """Perturbing every bar after a date D changes nothing stored for D or before: regimes,
     predictions, every strategy table, every study trial's daily rows and the stitched curve,
     the choices of the folds that trained before D, and the forward returns realised by D."""
-    project = new_pipeline_project(tmp_path)
-    materialize_all(project)
+    project = copy_project(built, tmp_path / "copy")
     dated = ("regimes", "predictions", *STRATEGY_TABLES, "sizing.returns", "sizing.curve")
     as_of = {"research.forward_returns": "date"}
     before = {n: table(project, n) for n in (*dated, *as_of, "next_state_model", "sizing.folds")}
-    # Same data, separate store: the same results (determinism across instances).
-    for name in dated:
-        assert sort(before[name]).equals(sort(table(built, name))), name
     cut = date(2018, 7, 16)
     rng = np.random.default_rng(5)
     for ticker in [*TICKERS, project.benchmark]:

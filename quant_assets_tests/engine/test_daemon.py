@@ -196,7 +196,7 @@ def converged(daemon: Daemon) -> None:
                 return
         else:
             quiet_since = None
-        time.sleep(1)
+        time.sleep(2)  # reading the graph state costs CPU the daemon's runs need
     raise AssertionError(f"not converged after {WAIT_SECONDS} s\n{_tail(daemon.log)}")
 
 
