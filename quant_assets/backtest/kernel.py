@@ -293,8 +293,6 @@ def fill_reference_nb(
 @njit(cache=True)
 def _price_buys(
     scale: float,
-    n_buys: int,
-    buy_ticker: np.ndarray,
     order_quantity: np.ndarray,
     reference_price: np.ndarray,
     daily_vol: np.ndarray,
@@ -310,13 +308,16 @@ def _price_buys(
     slippage_cost: np.ndarray,
     impact_cost: np.ndarray,
 ) -> float:
-    """Price the session's ``n_buys`` buys (tickers ``buy_ticker``, unscaled quantities in
-    ``order_quantity``) scaled by ``scale`` into the output rows, and return the cash left
-    after paying for them in that order: the order the book pays them in, so the returned
-    cash is exactly the cash the book ends the session with."""
-    for b in range(n_buys):
-        i = buy_ticker[b]
+    """Price the session's buys (the tickers with a positive order and a reference price,
+    unscaled quantities in ``order_quantity``) scaled by ``scale`` into the output rows, in
+    column order, and return the cash left after paying for them in that order: the order the
+    book pays them in, so the returned cash is exactly the cash the book ends the session
+    with. The buys are found by scanning the columns, not kept in a list: allocating one per
+    session cost more than the scan (it is run for every session of every study trial)."""
+    for i in range(order_quantity.shape[0]):
         quantity = order_quantity[i]
+        if not (quantity > 0.0 and np.isfinite(reference_price[i])):
+            continue
         if scale != 1.0:
             # Scaled buys round DOWN to the lot so the scaled budget still fits.
             quantity = quantity * scale
@@ -453,8 +454,7 @@ def execute_orders_nb(
     commission_rate = commission_bps * BPS
 
     # Sells execute right away, in column order: they raise the cash the buys spend. Buys
-    # wait in a compact list, so the buy passes touch only them.
-    buy_ticker = np.empty(n, dtype=np.int64)
+    # (a positive order with a reference price) are counted and priced after them.
     n_buys = 0
     for i in range(n):
         shares_after[i] = shares[i]
@@ -470,7 +470,6 @@ def execute_orders_nb(
         if quantity == 0.0 or not np.isfinite(reference):
             continue
         if quantity > 0.0:
-            buy_ticker[n_buys] = i
             n_buys += 1
             continue
         impact = _impact_fraction(impact_coefficient, daily_vol[i], adv_shares[i], quantity)
@@ -502,8 +501,6 @@ def execute_orders_nb(
     cash_before_buys = cash
     cash_after_buys = _price_buys(
         1.0,
-        n_buys,
-        buy_ticker,
         order_quantity,
         reference_price,
         daily_vol,
@@ -525,8 +522,6 @@ def execute_orders_nb(
         for attempt in range(_MAX_SCALE_ATTEMPTS):
             cash_after_buys = _price_buys(
                 scale,
-                n_buys,
-                buy_ticker,
                 order_quantity,
                 reference_price,
                 daily_vol,
@@ -548,8 +543,9 @@ def execute_orders_nb(
                 scale = 0.0
             else:
                 scale *= 1.0 - _SCALE_SHAVE * 10.0**attempt
-    for b in range(n_buys):
-        i = buy_ticker[b]
+    for i in range(n):
+        if not (order_quantity[i] > 0.0 and np.isfinite(reference_price[i])):
+            continue
         quantity = trade_quantity[i]
         if quantity > 0.0:
             shares_after[i] = shares[i] + quantity
