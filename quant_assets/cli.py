@@ -546,12 +546,17 @@ def study(
 ) -> None:
     """Run a parameter study through Dagster (and whatever it reads that is not stored yet):
     every trial, the walk-forward selection, DSR / PBO / SPA and the gate decision."""
-    from quant_assets.defs.studies import STUDY_TABLES
+    from quant_assets.defs.studies import STUDY_TABLES, study_reads
+    from quant_assets.store import stored_tables
 
     try:
         settings = _settings(config)
         _study(settings, name)
-        _run_ranges(settings, [f"{name}/{table}" for table in STUDY_TABLES], None, None, None)
+        reads = {key.to_user_string() for key in study_reads(settings, settings.studies[name])}
+        # On the stored research tables when they are there; otherwise build them first.
+        missing = reads - stored_tables(data_home())
+        selection = [f"{name}/{table}" for table in STUDY_TABLES]
+        _run_ranges(settings, selection, None, None, None, upstream=bool(missing))
         row = _decision(name)
     except QuantAssetsError as exc:
         _fail(exc)

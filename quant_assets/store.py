@@ -170,6 +170,17 @@ def read_report(home: Path, strategy: str) -> dict:
     return rows.row(0, named=True)
 
 
+def stored_tables(home: Path) -> set[str]:
+    """The tables of the warehouse's market schema (by name) that exist."""
+    if not database_path(home).exists():
+        return set()
+    with _connect(home) as conn:
+        rows = conn.execute(
+            "select table_name from information_schema.tables where table_schema = ?", [SCHEMA]
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
 def read_study_decision(home: Path, study: str) -> dict:
     """The stored ``decision`` row of ``study`` as a dict."""
     if not study.isidentifier():

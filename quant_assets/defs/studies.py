@@ -31,7 +31,8 @@ def defs(settings: Settings) -> dg.Definitions:
     return dg.Definitions(assets=[study_asset(settings, s) for s in settings.studies.values()])
 
 
-def _reads(settings: Settings, study: StudySettings) -> list[dg.AssetKey]:
+def study_reads(settings: Settings, study: StudySettings) -> list[dg.AssetKey]:
+    """The research assets a study reads (its lineage)."""
     base = settings.strategies[study.base]
     reads = ["signals", "regimes", "bars", "benchmark_bars"]
     weights_model = PREDICTION_COMPONENT in base.alpha.components or any(
@@ -45,7 +46,7 @@ def _reads(settings: Settings, study: StudySettings) -> list[dg.AssetKey]:
 def study_asset(settings: Settings, study: StudySettings) -> dg.AssetsDefinition:
     name = study.name
     base = settings.strategies[study.base]
-    reads = _reads(settings, study)
+    reads = study_reads(settings, study)
     version = code_version(study, base.model_dump(mode="json"))
     # A study follows the research tables, except the bars: they reach it through the signals.
     automation = follows_inputs(ignore=[dg.AssetKey("bars"), dg.AssetKey("benchmark_bars")])
