@@ -231,6 +231,8 @@ def test_the_mlflow_ui_server_shows_the_experiments_versions_and_champion(built)
             "127.0.0.1",
             "--port",
             str(port),
+            "--workers",  # one server process is enough to read it (the default starts 4)
+            "1",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
