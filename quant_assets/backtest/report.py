@@ -46,7 +46,7 @@ _PERCENT_MARKERS = (
 )
 _COUNT_MARKERS = ("count", "days", "trials")
 
-_STYLE = """
+PAGE_STYLE = """
 body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 2rem auto;
        max-width: 1100px; color: #222; }
 h1 { margin-bottom: 0.2rem; }
@@ -314,7 +314,7 @@ def write_html_page(
 <head>
 <meta charset="utf-8">
 <title>{escaped}</title>
-<style>{_STYLE}</style>
+<style>{PAGE_STYLE}</style>
 </head>
 <body>
 <h1>{escaped}</h1>

@@ -253,13 +253,9 @@ class ModelRegistry:
         """
         import mlflow
 
-        found = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.content_sha256 = '{sha}' and tags.mlflow.runName = '{run_name}'",
-            max_results=1,
-        )
-        if found:
-            return str(found[0].info.run_id)
+        found = self._run_with_content(run_name, sha)
+        if found is not None:
+            return found
         with mlflow.start_run(
             experiment_id=self.experiment_id,
             run_name=run_name,
@@ -272,6 +268,15 @@ class ModelRegistry:
             for table_name, table in (tables or {}).items():
                 mlflow.log_text(table.to_csv(index=False), f"{table_name}.csv")
         return str(run.info.run_id)
+
+    def _run_with_content(self, run_name: str, sha: str) -> str | None:
+        """The id of this experiment's run named ``run_name`` with content hash ``sha``."""
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.content_sha256 = '{sha}' and tags.mlflow.runName = '{run_name}'",
+            max_results=1,
+        )
+        return str(found[0].info.run_id) if found else None
 
     def log_study(
         self,
@@ -291,13 +296,9 @@ class ModelRegistry:
         the same ``run_name`` and content ``sha`` is reused. Returns the parent's run id."""
         import mlflow
 
-        found = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.content_sha256 = '{sha}' and tags.mlflow.runName = '{run_name}'",
-            max_results=1,
-        )
-        if found:
-            return str(found[0].info.run_id)
+        found = self._run_with_content(run_name, sha)
+        if found is not None:
+            return found
         with mlflow.start_run(
             experiment_id=self.experiment_id,
             run_name=run_name,

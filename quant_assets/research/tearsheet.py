@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 import polars as pl
 from plotly.offline import get_plotlyjs
 
+from quant_assets.backtest.report import PAGE_STYLE
 from quant_assets.research.signal_evaluation import SignalEvaluation
 
 # Section titles (each plot's heading in the page).
@@ -29,19 +30,6 @@ QUANTILE_TITLE = "Mean forward return by quantile"
 REGIME_TITLE = "Mean rank IC by regime"
 SUMMARY_TITLE = "Summary"
 DROPPED_TITLE = "Left out of the evaluation"
-
-_STYLE = """
-body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 2rem auto;
-       max-width: 1100px; color: #222; }
-h1 { margin-bottom: 0.2rem; }
-.subtitle { color: #666; margin-top: 0; }
-table.metrics { border-collapse: collapse; margin: 1rem 0; }
-table.metrics td, table.metrics th { padding: 0.25rem 0.7rem; border-bottom: 1px solid #ddd; }
-table.metrics th { text-align: left; font-weight: 500; color: #444; }
-table.metrics td { text-align: right; font-variant-numeric: tabular-nums; }
-section { margin-top: 2rem; }
-.empty { color: #888; font-style: italic; }
-"""
 
 
 def _number(decimals: int) -> Callable[[Any], str]:
@@ -282,7 +270,7 @@ def tear_sheet_html(
 <head>
 <meta charset="utf-8">
 <title>{escaped_title}</title>
-<style>{_STYLE}</style>
+<style>{PAGE_STYLE}</style>
 {script}
 </head>
 <body>
