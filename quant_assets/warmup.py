@@ -3,12 +3,20 @@ quant_assets.warmup``), into numba's on-disk cache (every kernel is ``cache=True
 first study, backtest or paper book of a fresh checkout does not spend tens of seconds
 compiling. Runs each kernel on a tiny synthetic market (4 tickers × 300 sessions): one study
 evaluation (alpha, sizing, trial book) and the strategy path it reproduces (backtest kernel).
+
+Numba's cache keys a function on its own source file only: a cached function that calls a
+kernel of another module keeps the callee's old machine code when only the callee's file
+changes (measured here: the trial book ran a kernel two commits old). So before compiling, the
+warm-up drops every cached kernel of the package when any of its sources changed since the
+last warm-up (:func:`clear_stale_cache`, keyed by a hash of the sources).
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -58,12 +66,44 @@ def _inputs():
     )
 
 
+PACKAGE_DIR = Path(__file__).resolve().parent
+STAMP_NAME = "numba_sources.sha256"  # in the package's top __pycache__
+
+
+def sources_hash(package_dir: Path) -> str:
+    """sha256 over the relative path and bytes of every ``.py`` file under ``package_dir``."""
+    digest = hashlib.sha256()
+    for path in sorted(package_dir.rglob("*.py")):
+        digest.update(str(path.relative_to(package_dir)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def clear_stale_cache(package_dir: Path = PACKAGE_DIR) -> int:
+    """Delete numba's cache files (``*.nbi``, ``*.nbc``) under ``package_dir`` unless its
+    sources hash to the stamp the last call wrote; write the new stamp and return the number
+    of files deleted (0 when nothing changed)."""
+    stamp = package_dir / "__pycache__" / STAMP_NAME
+    current = sources_hash(package_dir)
+    if stamp.exists() and stamp.read_text().strip() == current:
+        return 0
+    stale = [p for pattern in ("*.nbi", "*.nbc") for p in package_dir.rglob(pattern)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(current + "\n")
+    return len(stale)
+
+
 def main() -> None:
     from quant_assets.research.studies import evaluate_reference, study_trials
     from quant_assets.research.trials import evaluate_vectorised
     from quant_assets.settings import StrategySettings, StudySettings
 
     started = time.perf_counter()
+    cleared = clear_stale_cache()
+    if cleared:
+        print(f"sources changed since the last warm-up: {cleared} cached kernel files dropped")
     base = StrategySettings.model_validate(
         {
             "name": "warmup",

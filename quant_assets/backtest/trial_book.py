@@ -160,13 +160,12 @@ def book_parameters(settings: BacktestSettings) -> np.ndarray:
     )
 
 
-def trial_work_buffers(n_tickers: int) -> tuple[np.ndarray, np.ndarray]:
-    """The work memory of one book: (work (TRIAL_WORK_ROWS, n_tickers) float64, trades
-    (n_tickers,) ``TRADE_DTYPE``), to pass to :func:`simulate_trial_returns` again and again.
-    The trade records of a session are written there and overwritten by the next one."""
+def trial_work_buffers(n_tickers: int) -> np.ndarray:
+    """The work memory of one book, (TRIAL_WORK_ROWS, n_tickers) float64, to pass to
+    :func:`simulate_trial_returns` again and again."""
     if n_tickers < 1:
         raise ValueError(f"n_tickers must be at least 1, got {n_tickers}")
-    return np.empty((TRIAL_WORK_ROWS, n_tickers)), np.empty(n_tickers, dtype=TRADE_DTYPE)
+    return np.empty((TRIAL_WORK_ROWS, n_tickers))
 
 
 @njit(cache=True)
@@ -254,7 +253,6 @@ def simulate_trial_returns(
     adv_shares: np.ndarray,
     parameters: np.ndarray,
     work: np.ndarray,
-    trades: np.ndarray,
     equity: np.ndarray,
     portfolio_return: np.ndarray,
     turnover: np.ndarray,
@@ -269,7 +267,7 @@ def simulate_trial_returns(
         open_price, close_price, daily_vol, adv_shares: the market grids (currency per share,
             fraction per day, shares per day); NaN when missing.
         parameters: (N_BOOK_PARAMETERS,) the row of :func:`book_parameters`.
-        work, trades: the buffers of :func:`trial_work_buffers` for n_tickers; overwritten.
+        work: the buffer of :func:`trial_work_buffers` for n_tickers; overwritten.
     Outputs, (n_dates,) float64, written in place:
         equity: cash + Σ shares × mark at each close (currency), bit-identical to
             ``simulate_book``'s and ``run_book``'s ``equity``.
@@ -295,8 +293,6 @@ def simulate_trial_returns(
         raise ValueError("parameters must hold the N_BOOK_PARAMETERS columns of book_parameters")
     if work.shape[0] != TRIAL_WORK_ROWS or work.shape[1] != n_tickers:
         raise ValueError("work must have shape (TRIAL_WORK_ROWS, n_tickers)")
-    if trades.shape[0] < n_tickers:
-        raise ValueError("trades must have room for n_tickers records")
     if equity.shape[0] != n_dates or portfolio_return.shape[0] != n_dates:
         raise ValueError("equity and portfolio_return must have length n_dates")
     if turnover.shape[0] != n_dates:
@@ -328,11 +324,11 @@ def simulate_trial_returns(
     cash = initial_cash
     previous_equity = portfolio_value(cash, shares_before, mark_before)
     n_trades = 0
+    no_records = np.empty(0, dtype=TRADE_DTYPE)
     for t in range(n_dates):
         close_now = close_price[t]
         fill_reference_nb(open_price[t], close_now, fill_at, reference_price)
-        # The records of the session land at trades[0:], overwritten every session: a
-        # study counts trades and never reads them.
+        # No trade records (an empty array): a study counts trades and never reads them.
         cash, filled = execute_orders_nb(
             order_quantity,
             reference_price,
@@ -351,7 +347,7 @@ def simulate_trial_returns(
             commission,
             slippage_cost,
             impact_cost,
-            trades,
+            no_records,
             0,
             t,
         )
@@ -416,7 +412,7 @@ def simulate_trials(
     :func:`simulate_trial_returns`; trade_count (n_trials,) int64; ``trades_per_date``
     (n_trials, n_dates) int64 when given (else a scratch array).
 
-    Each thread has one set of :func:`trial_work_buffers`, allocated once per call and reused
+    Each thread has one :func:`trial_work_buffers`, allocated once per call and reused
     for every trial it runs; the results do not depend on the number of threads. Raises
     ``ValueError`` naming the argument of the wrong shape, or a target index out of range.
     """
@@ -487,7 +483,6 @@ def _simulate_trials_nb(
         if target_of_trial[trial] < 0 or target_of_trial[trial] >= n_targets:
             raise ValueError("target_of_trial must index the first axis of target_weight")
     work = np.empty((n_threads, TRIAL_WORK_ROWS, n_tickers))
-    trades = np.empty((n_threads, n_tickers), dtype=TRADE_DTYPE)
     for trial in prange(n_trials):
         thread = numba.get_thread_id()
         trade_count[trial] = simulate_trial_returns(
@@ -498,7 +493,6 @@ def _simulate_trials_nb(
             adv_shares,
             parameters[trial],
             work[thread],
-            trades[thread],
             equity[trial],
             portfolio_return[trial],
             turnover[trial],

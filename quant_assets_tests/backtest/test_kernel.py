@@ -571,10 +571,11 @@ def _execute(
     impact_coefficient: float = 0.0,
     lot_size: float = 1.0,
     allow_borrowing: bool = False,
+    record: bool = True,
 ) -> tuple[float, dict[str, np.ndarray]]:
     n = len(order)
     rows = {name: np.empty(n) for name in OUTPUTS[1:6]}
-    trades = np.empty(n + 2, dtype=TRADE_DTYPE)
+    trades = np.empty(n + 2 if record else 0, dtype=TRADE_DTYPE)
     cash, n_trades = execute_orders_nb(
         np.array(order),
         np.array(reference),
@@ -594,6 +595,7 @@ def _execute(
         7,
     )
     rows["trades"] = trades[2:n_trades]
+    rows["n_trades"] = np.array(n_trades)
     return cash, rows
 
 
@@ -610,6 +612,29 @@ def test_the_order_step_sells_first_updates_shares_and_lets_an_unpriced_order_ex
     assert trades["ticker_index"].tolist() == [0, 1]
     assert trades["date_index"].tolist() == [7, 7]
     assert trades["quantity"].tolist() == [-100.0, 60.0]
+
+
+def test_without_a_records_array_the_order_step_fills_and_counts_the_same() -> None:
+    # A study's trial book passes an empty records array: same fills, cash and count.
+    def step(record: bool) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
+        shares = np.array([100.0, 0.0, 10.0, 0.0])
+        cash, rows = _execute(
+            [-100.0, 60.0, 5.0, 30.0],
+            [10.0, 20.0, NAN, 50.0],
+            shares,
+            500.0,
+            commission_bps=3.0,
+            record=record,
+        )
+        return cash, shares, rows
+
+    cash, shares, rows = step(True)
+    cash_bare, shares_bare, rows_bare = step(False)
+    assert cash_bare == cash and shares_bare.tolist() == shares.tolist()
+    for name in OUTPUTS[1:6]:
+        np.testing.assert_array_equal(rows_bare[name], rows[name])
+    assert int(rows_bare["n_trades"]) == int(rows["n_trades"]) == 2 + 3
+    assert len(rows["trades"]) == 3 and len(rows_bare["trades"]) == 0
 
 
 def test_the_order_step_charges_slippage_impact_and_commission_by_hand() -> None:

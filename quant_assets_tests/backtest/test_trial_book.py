@@ -101,7 +101,7 @@ def one_trial(
     market: TrialMarket, target_weight: np.ndarray, config: BacktestSettings
 ) -> dict[str, np.ndarray | int]:
     n_dates = market.sessions.len()
-    work, trades = trial_work_buffers(len(market.tickers))
+    work = trial_work_buffers(len(market.tickers))
     work[:] = 12345.0  # stale values from a previous trial must not leak
     out = {name: np.full(n_dates, np.nan) for name in ("equity", "portfolio_return", "turnover")}
     per_session = np.full(n_dates, -1, dtype=np.int64)
@@ -113,7 +113,6 @@ def one_trial(
         market.adv_shares,
         book_parameters(config),
         work,
-        trades,
         out["equity"],
         out["portfolio_return"],
         out["turnover"],
@@ -250,7 +249,7 @@ def test_wrong_shapes_are_refused_naming_the_argument() -> None:
     market = market_for(bars, config)
     target_weight = target_grid(make_targets(bars, seed=2, gross=1.0), market)
     n_dates = target_weight.shape[0]
-    work, trades = trial_work_buffers(len(TICKERS))
+    work = trial_work_buffers(len(TICKERS))
     outputs = [np.empty(n_dates) for _ in range(3)]
     args = [
         target_weight,
@@ -260,7 +259,6 @@ def test_wrong_shapes_are_refused_naming_the_argument() -> None:
         market.adv_shares,
         book_parameters(config),
         work,
-        trades,
         *outputs,
         np.empty(n_dates, dtype=np.int64),
     ]
@@ -269,6 +267,6 @@ def test_wrong_shapes_are_refused_naming_the_argument() -> None:
     with pytest.raises(ValueError, match="work must have shape"):
         simulate_trial_returns(*args[:6], work[:, 1:], *args[7:])
     with pytest.raises(ValueError, match="turnover must have length"):
-        simulate_trial_returns(*args[:10], np.empty(n_dates - 1), args[11])
+        simulate_trial_returns(*args[:9], np.empty(n_dates - 1), args[10])
     with pytest.raises(ValueError, match="n_tickers must be at least 1"):
         trial_work_buffers(0)
