@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,35 +113,47 @@ def load_study_inputs(
 def strategies_evaluated(settings: Settings, inputs: StudyInputs, evaluate) -> dict[str, float]:
     """Every configured strategy's daily Sharpe on the study's sessions, by hash, evaluated by
     the study itself (the vectorised path equals the strategies' books): so the study's
-    statistics do not depend on whether the reports ran before it. A strategy the evaluator
-    cannot run (an optimiser allocator) goes through the strategy path."""
-    from quant_assets.research.studies import Trial, evaluate_reference, strategy_hash
+    statistics do not depend on whether the reports ran before it."""
+    from quant_assets.research.studies import Trial, strategy_hash
 
     trials = [
         Trial(-1, {}, strategy, strategy_hash(strategy))
         for strategy in settings.strategies.values()
     ]
-    fast = [t for t in trials if t.strategy.sizing.allocator == "kelly"]
-    slow = [t for t in trials if t.strategy.sizing.allocator != "kelly"]
-    sharpe_of: dict[str, float] = {}
-    for group, run in ((fast, evaluate), (slow, evaluate_reference)):
-        if not group:
-            continue
-        results = run(inputs, group)
-        sharpes = column_metrics(results.returns)["sharpe"] / np.sqrt(252.0)
-        sharpe_of |= {t.config_hash: float(s) for t, s in zip(group, sharpes, strict=True)}
-    return sharpe_of
+    results = evaluate(inputs, trials)
+    sharpes = column_metrics(results.returns)["sharpe"] / np.sqrt(252.0)
+    return {t.config_hash: float(s) for t, s in zip(trials, sharpes, strict=True)}
 
 
-def default_evaluator():
-    """The vectorised trial evaluation when available, else the strategy path itself."""
-    try:
-        from quant_assets.research.trials import evaluate_vectorised
-    except ImportError:  # pragma: no cover - until the kernels land
-        from quant_assets.research.studies import evaluate_reference
+def evaluate_trials(inputs: StudyInputs, trials: Sequence[Trial]) -> TrialReturns:
+    """Every trial's daily returns, trades and turnover, in trial order: the trials sized by
+    the Kelly allocator through the numba kernels (:func:`evaluate_vectorised`), those sized
+    by an optimiser (``sizing.allocator`` mean_variance or risk_parity, which has no numba
+    engine) through the strategy path itself (:func:`evaluate_reference`, seconds per trial).
+    Both paths give the same numbers for a Kelly trial, bit for bit."""
+    from quant_assets.research.studies import evaluate_reference
+    from quant_assets.research.trials import evaluate_vectorised
 
-        return evaluate_reference
-    return evaluate_vectorised
+    fast = [k for k, t in enumerate(trials) if t.strategy.sizing.allocator == "kelly"]
+    slow = [k for k, t in enumerate(trials) if t.strategy.sizing.allocator != "kelly"]
+    parts = [
+        (members, run(inputs, [trials[k] for k in members]))
+        for members, run in ((fast, evaluate_vectorised), (slow, evaluate_reference))
+        if members
+    ]
+    if len(parts) == 1:
+        return parts[0][1]
+    dates = parts[0][1].dates
+    if parts[1][1].dates != dates:
+        raise ValueError("the vectorised and reference evaluations cover different sessions")
+    merged = {
+        name: np.empty((len(dates), len(trials)), dtype=getattr(parts[0][1], name).dtype)
+        for name in ("returns", "trades", "turnover")
+    }
+    for members, result in parts:
+        for name, array in merged.items():
+            array[:, members] = getattr(result, name)
+    return TrialReturns(dates=dates, **merged)
 
 
 @dataclass(frozen=True)
@@ -184,7 +197,7 @@ def build_study(
     base = settings.strategies[study.base]
     inputs = load_study_inputs(settings, study, warehouse)
     database = Path(warehouse.database)
-    evaluate = evaluate or default_evaluator()
+    evaluate = evaluate or evaluate_trials
     before = ledger_view(database).with_entries(strategies_evaluated(settings, inputs, evaluate))
     promotion = base.promotion
     result = run_study(

@@ -11,7 +11,8 @@ keeps leaves the loop: each trial's daily return, trades and turnover. Memory is
 batch size (``batch`` trials of target weights at a time).
 
 A strategy sized by an optimiser (``sizing.allocator`` other than ``kelly``) has no numba
-engine: such a study is refused here with the key named (the reference path still runs it).
+engine: such a trial is refused here with the key named;
+:func:`quant_assets.engine.studies.evaluate_trials` sends it through the strategy path.
 """
 
 from __future__ import annotations

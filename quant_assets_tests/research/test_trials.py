@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from quant_assets.defs.resources import WarehouseResource
-from quant_assets.engine.studies import load_study_inputs
+from quant_assets.engine.studies import evaluate_trials, load_study_inputs
 from quant_assets.research.studies import evaluate_reference, study_trials
 from quant_assets.research.trials import evaluate_vectorised
 from quant_assets.settings import StudySettings, load_settings
@@ -59,3 +59,27 @@ def test_an_optimiser_allocator_is_refused_naming_the_key(pipeline):
     inputs = load_study_inputs(settings, study, warehouse)
     with pytest.raises(ValueError, match=r"sizing\.allocator"):
         evaluate_vectorised(inputs, study_trials(study, settings.strategies["trend_only"]))
+
+
+def test_a_study_over_allocators_runs_optimiser_trials_through_the_strategy_path(pipeline):
+    # The kelly trial through the kernels, the risk-parity one through the strategy path,
+    # each column in trial order and equal to the strategy path.
+    settings = load_settings(pipeline.config_dir)
+    study = StudySettings.model_validate(
+        {
+            "name": "probe",
+            "base": "trend_only",
+            "space": {"sizing.allocator": ["risk_parity", "kelly"]},
+        }
+    )
+    warehouse = WarehouseResource(database=str(pipeline.home / "warehouse.duckdb"))
+    inputs = load_study_inputs(settings, study, warehouse)
+    trials = study_trials(study, settings.strategies["trend_only"])
+    assert [t.strategy.sizing.allocator for t in trials] == ["risk_parity", "kelly"]
+    routed = evaluate_trials(inputs, trials)
+    slow = evaluate_reference(inputs, trials)
+    assert routed.dates == slow.dates
+    np.testing.assert_array_equal(routed.returns, slow.returns)
+    np.testing.assert_array_equal(routed.trades, slow.trades)
+    np.testing.assert_array_equal(routed.turnover, slow.turnover)
+    assert not np.array_equal(routed.returns[:, 0], routed.returns[:, 1])
