@@ -13,6 +13,9 @@ export UV_PYTHON := $(PYTHON)
 export UV_COMPILE_BYTECODE := 1
 # One planned event per asset for range runs (see quant_assets/engine/runner.py).
 export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS := true
+# A step's asset events stored in one batch (the project's SQLite event log and
+# dagster-postgres both implement it; see quant_assets/dagster_internals.py).
+export DAGSTER_EVENT_BATCH_SIZE ?= 1000
 # OpenMP threads (LightGBM) wait passively: busy-waiting made training 5-30x slower under load.
 export OMP_WAIT_POLICY := PASSIVE
 

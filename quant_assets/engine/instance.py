@@ -10,17 +10,52 @@ from pathlib import Path
 
 import dagster as dg
 
+from quant_assets.dagster_internals import (
+    EVENT_LOG_STORAGE_MODULE,
+    RUN_STORAGE_MODULE,
+    SCHEDULE_STORAGE_MODULE,
+)
 from quant_assets.defs.partitions import TICKER_PARTITIONS
 from quant_assets.defs.sensors import universe_partition_requests
 
+_HEADER = "# Written by quant-assets: the Dagster instance of this data directory."
+# The stock SQLite layout (what ``storage: sqlite: base_dir`` makes of <storage>), spelled out
+# per storage so that the event log can be the batched one (dagster_internals.py).
 _INSTANCE_YAML = """\
-# Written by quant-assets: the Dagster instance of this data directory.
-storage:
-  sqlite:
-    base_dir: {storage}
+{header}
+# Stock SQLite storages in the stock layout under {storage}; the event log writes a step's
+# materialisations in one transaction per database (BatchedSqliteEventLogStorage).
+run_storage:
+  module: {run[0]}
+  class: {run[1]}
+  config:
+    base_dir: {storage}/history
+event_log_storage:
+  module: {event_log[0]}
+  class: {event_log[1]}
+  config:
+    base_dir: {storage}/history/runs
+schedule_storage:
+  module: {schedule[0]}
+  class: {schedule[1]}
+  config:
+    base_dir: {storage}/schedules
 telemetry:
   enabled: false
 """
+
+
+def instance_yaml(storage: Path) -> str:
+    """The dagster.yaml of an instance whose SQLite storage is under ``storage``."""
+    return _INSTANCE_YAML.format(
+        header=_HEADER,
+        storage=storage,
+        run=RUN_STORAGE_MODULE,
+        event_log=EVENT_LOG_STORAGE_MODULE,
+        schedule=SCHEDULE_STORAGE_MODULE,
+    )
+
+
 PID_TAG = "quant_assets/pid"
 HOST_TAG = "quant_assets/host"
 
@@ -30,9 +65,19 @@ def dagster_home(home: Path) -> Path:
     path = home / "dagster"
     path.mkdir(parents=True, exist_ok=True)
     config = path / "dagster.yaml"
+    storage = path / "storage"
     if not config.exists():
         # Local artifacts (compute logs) default to the instance directory itself.
-        config.write_text(_INSTANCE_YAML.format(storage=path / "storage"))
+        config.write_text(instance_yaml(storage))
+        return path
+    # A file an older quant-assets wrote (``storage: sqlite:``) gets the batched event log:
+    # the same directory and layout, so its history stays; anything else is left alone.
+    text = config.read_text()
+    legacy = f"storage:\n  sqlite:\n    base_dir: {storage}\n"
+    if text.startswith(_HEADER) and legacy in text:
+        blocks = instance_yaml(storage)
+        blocks = blocks[blocks.index("run_storage:") : blocks.index("telemetry:")]
+        config.write_text(text.replace(legacy, blocks))
     return path
 
 
