@@ -213,7 +213,9 @@ class PolarsTypeHandler(DbTypeHandler[pl.DataFrame]):
     def handle_output(
         self, context: dg.OutputContext, table_slice: TableSlice, obj: pl.DataFrame, connection
     ) -> dict[str, Any]:
-        if obj.height:
+        # An empty frame with columns still creates the table: an asset that ran and found
+        # nothing to write (predictions with no model yet) reads back as empty downstream.
+        if obj.height or (obj.width and not _table_exists(connection, table_slice)):
             _write(connection, table_slice, obj.to_arrow())
         return {"dagster/partition_row_count": obj.height, "storage_kind": "duckdb"}
 

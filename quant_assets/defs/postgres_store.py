@@ -196,9 +196,11 @@ def write_frame(conn: psycopg.Connection, table_slice: TableSlice, frame: pl.Dat
     """Replace ``table_slice`` with ``frame``: one transaction (lock, delete, copy).
 
     ``conn`` must be in autocommit mode (each ``conn.transaction()`` is then a transaction).
-    A failure rolls the whole write back: the previous rows stay.
+    A failure rolls the whole write back: the previous rows stay. An empty frame with columns
+    still creates the table (an asset that ran and found nothing to write, e.g. predictions
+    with no model yet, reads back as empty, not as "not materialised").
     """
-    if frame.height:
+    if frame.height or frame.width:
         _ensure_table(conn, table_slice, frame)
     with conn.transaction():
         _lock_slice(conn, table_slice)

@@ -170,6 +170,21 @@ def alpha_scores_asset(facts: StrategyFacts) -> dg.AssetsDefinition:
             "mean_confidence": round(as_float(out["confidence"].mean()), 4),
             "mean_disagreement": round(as_float(out["disagreement"].mean()), 4),
         }
+        if "predictions" in inputs and "horizon" in inputs["predictions"].columns:
+            # Rows without a prediction (no champion model yet, e.g. too few training rows:
+            # next_state_model says why) score on the other components alone.
+            predicted = scope.within(inputs["predictions"]).filter(
+                pl.col("horizon") == strategy.alpha.prediction_horizon
+            )
+            keys = predicted.select("date", "ticker")
+            missing = out.join(keys, on=["date", "ticker"], how="anti")
+            metadata["rows_without_prediction"] = missing.height
+            if missing.height:
+                context.log.warning(
+                    f"{missing.height} of {out.height} rows have no prediction (no champion "
+                    "model for their dates: see next_state_model's gate_reason); the prediction "
+                    "component drops out of their alpha"
+                )
         report = validate_alpha_scores(scores)
         yield from checked_output("alpha_scores_valid", report, out, metadata, scope=scope)
 
