@@ -126,6 +126,30 @@ class StrategyFacts:
         return scope.rect.start > self.first_start
 
 
+def _prediction_coverage(
+    context: dg.AssetExecutionContext,
+    scope: RunScope,
+    predictions: pl.DataFrame | None,
+    out: pl.DataFrame,
+    strategy: StrategySettings,
+) -> dict[str, int]:
+    """How many alpha rows had no prediction: their dates had no champion model yet (e.g. too
+    few training rows: next_state_model's gate_reason says why) and they score on the other
+    components alone. Empty when the strategy does not weight the prediction."""
+    if predictions is None or "horizon" not in predictions.columns:
+        return {}
+    horizon = strategy.alpha.prediction_horizon
+    keys = scope.within(predictions).filter(pl.col("horizon") == horizon).select("date", "ticker")
+    missing = out.join(keys, on=["date", "ticker"], how="anti").height
+    if missing:
+        context.log.warning(
+            f"{missing} of {out.height} rows have no prediction (no champion model for their "
+            "dates: see next_state_model's gate_reason); the prediction component drops out "
+            "of their alpha"
+        )
+    return {"rows_without_prediction": missing}
+
+
 def alpha_scores_asset(facts: StrategyFacts) -> dg.AssetsDefinition:
     strategy, key = facts.strategy, facts.key("alpha_scores")
     ins = {
@@ -170,21 +194,7 @@ def alpha_scores_asset(facts: StrategyFacts) -> dg.AssetsDefinition:
             "mean_confidence": round(as_float(out["confidence"].mean()), 4),
             "mean_disagreement": round(as_float(out["disagreement"].mean()), 4),
         }
-        if "predictions" in inputs and "horizon" in inputs["predictions"].columns:
-            # Rows without a prediction (no champion model yet, e.g. too few training rows:
-            # next_state_model says why) score on the other components alone.
-            predicted = scope.within(inputs["predictions"]).filter(
-                pl.col("horizon") == strategy.alpha.prediction_horizon
-            )
-            keys = predicted.select("date", "ticker")
-            missing = out.join(keys, on=["date", "ticker"], how="anti")
-            metadata["rows_without_prediction"] = missing.height
-            if missing.height:
-                context.log.warning(
-                    f"{missing.height} of {out.height} rows have no prediction (no champion "
-                    "model for their dates: see next_state_model's gate_reason); the prediction "
-                    "component drops out of their alpha"
-                )
+        metadata |= _prediction_coverage(context, scope, inputs.get("predictions"), out, strategy)
         report = validate_alpha_scores(scores)
         yield from checked_output("alpha_scores_valid", report, out, metadata, scope=scope)
 
