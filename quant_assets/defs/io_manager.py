@@ -139,11 +139,37 @@ class RectangleDbIOManager(DbIOManager):
         context.add_output_metadata(
             {
                 **(metadata or {}),
-                "query": self._db_client.get_select_statement(table_slice),
+                "query": slice_query(self._db_client.get_table_name(table_slice), table_slice),
                 "dagster/table_name": self._db_client.get_table_name(table_slice),
                 "duckdb_write_seconds": round(time.perf_counter() - started, 4),
             }
         )
+
+
+SLICE_TICKERS_SHOWN = 4
+
+
+def slice_query(table: str, table_slice: TableSlice) -> str:
+    """The rows a run wrote, for the materialisation metadata: the table and the rectangle
+    (date window, tickers), with the tickers named only up to :data:`SLICE_TICKERS_SHOWN`.
+    Dagster copies run metadata onto every partition's event, so a SELECT listing 500
+    tickers would be stored 10,000 times (~10 KB per asset-partition)."""
+    where = []
+    for dimension in table_slice.partition_dimensions or []:
+        partitions = dimension.partitions
+        if isinstance(partitions, dg.TimeWindow):
+            where.append(
+                f"{dimension.partition_expr} >= '{partitions.start.date()}' and "
+                f"{dimension.partition_expr} < '{partitions.end.date()}'"
+            )
+            continue
+        keys = list(partitions)
+        if len(keys) <= SLICE_TICKERS_SHOWN:
+            shown = ", ".join(f"'{k}'" for k in keys)
+        else:
+            shown = f"{len(keys)} keys: '{keys[0]}' … '{keys[-1]}'"
+        where.append(f"{dimension.partition_expr} in ({shown})")
+    return f"select * from {table}" + (f" where {' and '.join(where)}" if where else "")
 
 
 def _is_multi(context: dg.OutputContext | dg.InputContext) -> bool:

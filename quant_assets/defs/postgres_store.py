@@ -44,7 +44,7 @@ from quant_assets.dagster_internals import (
     TableSlice,
     duckdb_cleanup_statement,
 )
-from quant_assets.defs.io_manager import RectangleDbIOManager, _order_by
+from quant_assets.defs.io_manager import RectangleDbIOManager, _order_by, slice_query
 from quant_assets.defs.resources import WAREHOUSE_SCHEMA, WarehouseResource
 from quant_assets.store import select_rows
 
@@ -287,7 +287,7 @@ class PostgresRectangleDbIOManager(RectangleDbIOManager):
         context.add_output_metadata(
             {
                 **(metadata or {}),
-                "query": self._db_client.get_select_statement(table_slice),
+                "query": slice_query(self._db_client.get_table_name(table_slice), table_slice),
                 "dagster/table_name": self._db_client.get_table_name(table_slice),
                 "postgres_write_seconds": round(time.perf_counter() - started, 4),
             }

@@ -107,3 +107,32 @@ def test_a_non_rectangular_key_set_is_refused():
     keys = ["2020-01-01|AAA", "2020-02-01|AAA", "2020-01-01|BBB"]
     with pytest.raises(ValueError, match="not a rectangle"):
         rectangle_from_keys(keys, GRID)
+
+
+def test_the_query_metadata_names_the_rectangle_not_every_ticker() -> None:
+    # Run metadata is copied onto every partition's event: a 500-ticker run must not store a
+    # 500-ticker SELECT 10,000 times.
+    from datetime import datetime
+
+    from quant_assets.dagster_internals import TablePartitionDimension, TableSlice
+    from quant_assets.defs.io_manager import slice_query
+
+    def query(tickers: list[str]) -> str:
+        window = dg.TimeWindow(datetime(2020, 1, 1), datetime(2021, 1, 1))
+        table_slice = TableSlice(
+            table="bars",
+            schema="market",
+            partition_dimensions=[
+                TablePartitionDimension(partition_expr="date", partitions=window),
+                TablePartitionDimension(partition_expr="ticker", partitions=tickers),
+            ],
+        )
+        return slice_query("market.bars", table_slice)
+
+    assert query(["AAA", "BBB"]) == (
+        "select * from market.bars where date >= '2020-01-01' and date < '2021-01-01' "
+        "and ticker in ('AAA', 'BBB')"
+    )
+    wide = query([f"T{i:03d}" for i in range(500)])
+    assert wide.endswith("ticker in (500 keys: 'T000' … 'T499')")
+    assert len(wide) < 150
