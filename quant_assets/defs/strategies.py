@@ -43,6 +43,7 @@ from quant_assets.defs.strategy_state import (
     require_cross_section,
     stored_state_rows,
 )
+from quant_assets.errors import QuantAssetsError
 from quant_assets.models.cutoffs import days_for_sessions
 from quant_assets.settings import PREDICTION_COMPONENT, Settings, StrategySettings
 
@@ -82,6 +83,18 @@ class StrategyFacts:
     def of(cls, settings: Settings, strategy: StrategySettings) -> "StrategyFacts":
         universe = settings.universe
         first_cutoff = settings.models.resolved_first_cutoff(universe.start)
+        if universe.end is not None and first_cutoff > universe.end:
+            origin = (
+                "models.yaml first_cutoff"
+                if settings.models.first_cutoff is not None
+                else f"universe.yaml start {universe.start} + models.yaml min_history_years "
+                f"{settings.models.min_history_years}"
+            )
+            raise QuantAssetsError(
+                f"strategy {strategy.name}: strategies start at the first model cut-off "
+                f"{first_cutoff} ({origin}), after universe.yaml's end {universe.end}: lower "
+                "min_history_years, set an earlier first_cutoff, or extend the history"
+            )
         partitions = ticker_date_partitions(universe, start=first_cutoff)
         return cls(
             strategy=strategy,

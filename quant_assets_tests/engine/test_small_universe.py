@@ -7,6 +7,7 @@ from datetime import date
 
 import dagster as dg
 import duckdb
+import pytest
 
 from quant_assets.engine.instance import open_instance
 from quant_assets_tests.conftest import materialize_all, write_project, write_strategies
@@ -34,3 +35,21 @@ def test_two_tickers_over_five_years_run_the_prediction_strategy_without_models(
     events = instance.fetch_materializations(dg.AssetKey(["hybrid_alpha", "alpha_scores"]), 10)
     metadata = events.records[0].asset_materialization.metadata  # type: ignore[union-attr]
     assert metadata["rows_without_prediction"].value == metadata["rows"].value == scores[0]
+
+
+def test_a_history_shorter_than_the_model_warm_up_names_the_keys_to_change(tmp_path):
+    from quant_assets.defs.definitions import build_definitions
+    from quant_assets.errors import QuantAssetsError
+    from quant_assets.settings import load_settings
+
+    project = write_strategies(
+        write_project(tmp_path, ["AAA"], date(2018, 1, 1), date(2019, 12, 31), grain="year"),
+        ["trend_only"],
+    )
+    settings = load_settings(project.config_dir)  # default models: 3 years of history first
+    with pytest.raises(QuantAssetsError) as raised:
+        build_definitions(settings, project.home)
+    message = str(raised.value)
+    assert "strategy trend_only" in message
+    assert "first model cut-off 2021-01-01" in message
+    assert "min_history_years 3" in message and "universe.yaml's end 2019-12-31" in message
