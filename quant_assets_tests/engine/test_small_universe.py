@@ -1,7 +1,8 @@
-"""A small universe with the shipped configs, as a new user tries it: two tickers over five
-years. The next-state models are skipped for too few training rows (the reason recorded),
-``predictions`` is stored empty, and a strategy that weights the prediction still runs: the
-component drops out of its alpha, and the run says how many rows had no prediction."""
+"""A small universe with the shipped strategies, as a new user tries it: one ticker over five
+years, through the whole graph. The next-state models are skipped for too few training rows
+(the reason recorded), ``predictions`` is stored empty, and a strategy that weights the
+prediction still runs to its orders: the component drops out of its alpha, and the run says
+how many rows had no prediction."""
 
 from datetime import date
 
@@ -13,12 +14,12 @@ from quant_assets.engine.instance import open_instance
 from quant_assets_tests.conftest import materialize_all, write_project, write_strategies
 
 
-def test_two_tickers_over_five_years_run_the_prediction_strategy_without_models(tmp_path):
+def test_one_ticker_over_five_years_runs_the_whole_graph_without_models(tmp_path):
     project = write_strategies(
-        write_project(tmp_path, ["AAA", "BBB"], date(2015, 1, 1), date(2019, 12, 31), grain="year"),
+        write_project(tmp_path, ["AAA"], date(2015, 1, 1), date(2019, 12, 31), grain="year"),
         ["hybrid_alpha"],
     )
-    materialize_all(project, ["hybrid_alpha/alpha_scores"])
+    materialize_all(project)  # everything: models, strategies, orders, reports, tear sheets
     with duckdb.connect(str(project.home / "warehouse.duckdb"), read_only=True) as conn:
         decisions = conn.sql(
             "select distinct gate_decision, gate_reason from market.next_state_model"
@@ -27,10 +28,12 @@ def test_two_tickers_over_five_years_run_the_prediction_strategy_without_models(
         scores = conn.sql(
             "select count(*), count(distinct ticker), min(date) from hybrid_alpha.alpha_scores"
         ).fetchone()
+        orders = conn.sql("select count(*) from hybrid_alpha.orders").fetchone()
     assert {decision for decision, _ in decisions} == {"skipped"}
     assert all(reason for _, reason in decisions)  # each cut-off says why
     assert predictions == (0,)
-    assert scores is not None and scores[0] > 0 and scores[1] == 2
+    assert scores is not None and scores[0] > 0 and scores[1] == 1
+    assert orders is not None and orders[0] >= 0  # the orders table exists
     instance = open_instance(project.home)
     events = instance.fetch_materializations(dg.AssetKey(["hybrid_alpha", "alpha_scores"]), 10)
     metadata = events.records[0].asset_materialization.metadata  # type: ignore[union-attr]
