@@ -89,11 +89,14 @@ from dagster._core.storage.db_io_manager import (
 # the SQLite storage inherits the base loop; only dagster-postgres overrides it
 # (dagster-io/dagster#19862). ``BatchedSqliteEventLogStorage`` below is the stock SQLite
 # storage with that override: one transaction per database per batch, the same rows.
+# Written against the methods both ends of the pinned range have (dagster 1.12.22 lacks
+# 1.13's connection-taking ``_store_asset_event_tags``/``_store_asset_event``);
+# quant_assets_tests/test_event_log.py passes on 1.12.22 and 1.13.27.
 # Private: the storage class and its event-type sets live in dagster/_core/storage/
 # event_log/ and dagster/_core/events/. Replace when Dagster batches SQLite writes itself, or
 # ships range materialisation events (dagster-io/dagster#19829, #31694, #18789).
 from dagster._core.storage.event_log import SqliteEventLogStorage
-from dagster._core.storage.event_log.schema import AssetKeyTable
+from dagster._core.storage.event_log.schema import AssetEventTagsTable, AssetKeyTable
 
 # --- Retrying the DuckDB connect (defs/io_manager.py) -------------------------------------
 # DuckDB holds a process-exclusive file lock; dagster-duckdb's own client retries
@@ -168,19 +171,39 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
                 conn.execute(statement)
         pairs = list(zip(events, statements, strict=True))
         assets = [(event, statement) for event, statement in pairs if self._asset_event(event)]
-        try:
-            with self.index_transaction() as conn:
-                ids = [_inserted_id(conn, statement) for _, statement in assets]
-                if assets:
+        if assets:
+            # Both read index.db schema on their own connection: before the transaction.
+            has_columns = self.has_asset_key_index_cols()
+            has_tags = self.has_table(AssetEventTagsTable.name)
+            try:
+                with self.index_transaction() as conn:
+                    ids = [_inserted_id(conn, statement) for _, statement in assets]
                     asset_events = [event for event, _ in assets]
-                    self._store_asset_event_tags(conn, asset_events, ids)
-                    self._store_asset_entries(conn, asset_events, ids)
-        except Exception:  # the shard is committed: finish the index event by event
-            for event, statement in assets:
-                self._index_one(event, statement)
+                    if has_tags:
+                        self._store_tags(conn, asset_events, ids)
+                    self._store_asset_entries(conn, asset_events, ids, has_columns)
+            except Exception:  # the shard is committed: finish the index event by event
+                for event, statement in assets:
+                    self._index_one(event, statement)
         for event, statement in pairs:  # check events: one per check per run, the stock way
             if event.is_dagster_event and event.dagster_event_type in ASSET_CHECK_EVENTS:
                 self._index_one(event, statement)
+
+    def _store_tags(self, conn: Any, events: Sequence[Any], ids: Sequence[int]) -> None:
+        """The indexed tags of the events, one executemany (``store_asset_event_tags``' rows)."""
+        rows = [
+            {
+                "event_id": event_id,
+                "asset_key": event.dagster_event.asset_key.to_string(),
+                "key": key,
+                "value": value,
+                "event_timestamp": self._event_insert_timestamp(event),
+            }
+            for event_id, event in zip(ids, events, strict=True)
+            for key, value in self._tags_for_asset_event(event).items()
+        ]
+        if rows:
+            conn.execute(AssetEventTagsTable.insert(), rows)
 
     def _asset_event(self, event: Any) -> bool:
         return bool(
@@ -189,12 +212,13 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
             and event.dagster_event.asset_key
         )
 
-    def _store_asset_entries(self, conn: Any, events: Sequence[Any], ids: Sequence[int]) -> None:
+    def _store_asset_entries(
+        self, conn: Any, events: Sequence[Any], ids: Sequence[int], has_columns: bool
+    ) -> None:
         """The asset_keys rows the events leave: per asset key, each column from the last event
         that sets it (a materialisation sets the last materialisation, run and timestamp; a
         planned event the run and timestamp; an observation the timestamp). Only the last
         event of each type per key is serialised: a later one of a type overwrites it."""
-        has_columns = self._has_asset_key_index_cols_on_connection(conn)
         last: dict[tuple[str, Any], int] = {}
         for position, event in enumerate(events):
             key = event.dagster_event.asset_key.to_string()
@@ -214,12 +238,13 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
                 conn.execute(AssetKeyTable.insert().values(asset_key=key, **values))
 
     def _index_one(self, event: Any, statement: Any) -> None:
-        """The index part of the stock ``store_event`` for one event already in its shard."""
+        """The index part of the stock ``store_event`` for one event already in its shard,
+        through the storage's public per-event methods (the same in dagster 1.12 and 1.13)."""
         if self._asset_event(event):
-            with self.index_transaction() as conn:
+            with self.index_connection() as conn:
                 event_id = _inserted_id(conn, statement)
-                self._store_asset_event_tags(conn, [event], [event_id])
-                self._store_asset_event(conn, event, event_id)
+            self.store_asset_event(event, event_id)
+            self.store_asset_event_tags([event], [event_id])
         elif event.is_dagster_event and event.dagster_event_type in ASSET_CHECK_EVENTS:
             with self.index_connection() as conn:
                 event_id = _inserted_id(conn, statement)

@@ -113,7 +113,7 @@ def batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def test_the_project_instance_batches_and_reads_back_what_the_stock_storage_records(
-    tmp_path: Path, batches: list[int]
+    tmp_path: Path, batches: list[int], capfd: pytest.CaptureFixture[str]
 ) -> None:
     ours = open_instance(tmp_path / "ours")
     assert isinstance(ours.event_log_storage, BatchedSqliteEventLogStorage)
@@ -127,6 +127,9 @@ def test_the_project_instance_batches_and_reads_back_what_the_stock_storage_reco
     assert expected["materialized"]["days"] == DAYS.get_partition_keys()
     assert len(expected["materialized"]["derived"]) == 41
     assert _history(ours) == expected
+    # Every batch was written by the batch path: Dagster never had to fall back to single
+    # writes (it says so on stderr when a batch raises).
+    assert "Exception while storing event batch" not in capfd.readouterr().err
 
 
 def test_the_automation_sees_the_batched_partitions(tmp_path: Path, batches: list[int]) -> None:
@@ -146,11 +149,11 @@ def test_a_failed_index_write_falls_back_event_by_event_without_doubling(
     calls = {"n": 0}
     original = BatchedSqliteEventLogStorage._store_asset_entries
 
-    def fail_once(self, conn, events, ids):  # type: ignore[no-untyped-def]
+    def fail_once(self, conn, events, ids, has_columns):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("index.db is locked")
-        return original(self, conn, events, ids)
+        return original(self, conn, events, ids, has_columns)
 
     monkeypatch.setattr(BatchedSqliteEventLogStorage, "_store_asset_entries", fail_once)
     ours = open_instance(tmp_path / "ours")
