@@ -172,9 +172,7 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         pairs = list(zip(events, statements, strict=True))
         assets = [(event, statement) for event, statement in pairs if self._asset_event(event)]
         if assets:
-            # Both read index.db schema on their own connection: before the transaction.
-            has_columns = self.has_asset_key_index_cols()
-            has_tags = self.has_table(AssetEventTagsTable.name)
+            has_columns, has_tags = self._index_schema()
             try:
                 with self.index_transaction() as conn:
                     ids = [_inserted_id(conn, statement) for _, statement in assets]
@@ -188,6 +186,18 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         for event, statement in pairs:  # check events: one per check per run, the stock way
             if event.is_dagster_event and event.dagster_event_type in ASSET_CHECK_EVENTS:
                 self._index_one(event, statement)
+
+    def _index_schema(self) -> tuple[bool, bool]:
+        """Whether index.db has the asset-key index columns and the tags table. Read on their
+        own connection (so before the batch's transaction), and remembered once present:
+        migrations only add them, so a step does not inspect the schema for every batch."""
+        if not getattr(self, "_schema_complete", False):
+            has_columns = self.has_asset_key_index_cols()
+            has_tags = self.has_table(AssetEventTagsTable.name)
+            if not (has_columns and has_tags):
+                return has_columns, has_tags
+            self._schema_complete = True
+        return True, True
 
     def _store_tags(self, conn: Any, events: Sequence[Any], ids: Sequence[int]) -> None:
         """The indexed tags of the events, one executemany (``store_asset_event_tags``' rows)."""

@@ -21,38 +21,30 @@ from quant_assets.defs.sensors import universe_partition_requests
 _HEADER = "# Written by quant-assets: the Dagster instance of this data directory."
 # The stock SQLite layout (what ``storage: sqlite: base_dir`` makes of <storage>), spelled out
 # per storage so that the event log can be the batched one (dagster_internals.py).
-_INSTANCE_YAML = """\
-{header}
-# Stock SQLite storages in the stock layout under {storage}; the event log writes a step's
-# materialisations in one transaction per database (BatchedSqliteEventLogStorage).
-run_storage:
-  module: {run[0]}
-  class: {run[1]}
-  config:
-    base_dir: {storage}/history
-event_log_storage:
-  module: {event_log[0]}
-  class: {event_log[1]}
-  config:
-    base_dir: {storage}/history/runs
-schedule_storage:
-  module: {schedule[0]}
-  class: {schedule[1]}
-  config:
-    base_dir: {storage}/schedules
-telemetry:
-  enabled: false
-"""
+_STORAGES = (  # (key in dagster.yaml, (module, class), base directory under <storage>)
+    ("run_storage", RUN_STORAGE_MODULE, "history"),
+    ("event_log_storage", EVENT_LOG_STORAGE_MODULE, "history/runs"),
+    ("schedule_storage", SCHEDULE_STORAGE_MODULE, "schedules"),
+)
+
+
+def _storage_blocks(storage: Path) -> str:
+    """The three storage blocks of the instance YAML for SQLite storage under ``storage``."""
+    return "".join(
+        f"{key}:\n  module: {module}\n  class: {name}\n  config:\n"
+        f"    base_dir: {storage}/{directory}\n"
+        for key, (module, name), directory in _STORAGES
+    )
 
 
 def instance_yaml(storage: Path) -> str:
     """The dagster.yaml of an instance whose SQLite storage is under ``storage``."""
-    return _INSTANCE_YAML.format(
-        header=_HEADER,
-        storage=storage,
-        run=RUN_STORAGE_MODULE,
-        event_log=EVENT_LOG_STORAGE_MODULE,
-        schedule=SCHEDULE_STORAGE_MODULE,
+    return (
+        f"{_HEADER}\n"
+        f"# Stock SQLite storages in the stock layout under {storage}; the event log writes a "
+        "step's\n# materialisations in one transaction per database "
+        "(BatchedSqliteEventLogStorage).\n"
+        f"{_storage_blocks(storage)}telemetry:\n  enabled: false\n"
     )
 
 
@@ -75,9 +67,7 @@ def dagster_home(home: Path) -> Path:
     text = config.read_text()
     legacy = f"storage:\n  sqlite:\n    base_dir: {storage}\n"
     if text.startswith(_HEADER) and legacy in text:
-        blocks = instance_yaml(storage)
-        blocks = blocks[blocks.index("run_storage:") : blocks.index("telemetry:")]
-        config.write_text(text.replace(legacy, blocks))
+        config.write_text(text.replace(legacy, _storage_blocks(storage)))
     return path
 
 
