@@ -321,6 +321,9 @@ class SplitSettings(_Strict):
     embargo_sessions: Annotated[int, Field(ge=0)] = 5
     train_sessions: Annotated[int, Field(ge=100)] | None = None  # None: expanding window
     min_train_rows: Annotated[int, Field(ge=100)] = 5000
+    # Train and validation rows kept per origin date (a seeded, stable choice of tickers);
+    # None keeps all. Bounds training at wide universes; the test window is never sampled.
+    max_rows_per_date: Annotated[int, Field(ge=1)] | None = None
 
 
 class LightGBMSettings(_Strict):
@@ -333,8 +336,13 @@ class LightGBMSettings(_Strict):
     bagging_freq: Annotated[int, Field(ge=0)] = 1
     lambda_l2: float = Field(default=1.0, ge=0)
     early_stopping_rounds: Annotated[int, Field(ge=1)] = 30
+    max_bin: Annotated[int, Field(ge=7, le=1023)] = 255  # histogram bins per input
+    # "goss": gradient-based one-side sampling (LightGBM); it replaces bagging, so
+    # bagging_fraction and bagging_freq are not used with it.
+    data_sample_strategy: Literal["bagging", "goss"] = "bagging"
     seed: int = 7
-    num_threads: Annotated[int, Field(ge=1, le=64)] = 2
+    num_threads: Annotated[int, Field(ge=1, le=64)] = 1  # OpenMP threads per fit
+    parallel_fits: Annotated[int, Field(ge=1, le=64)] = 2  # fits at once (threads)
 
 
 class PromotionSettings(_Strict):

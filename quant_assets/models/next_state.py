@@ -15,7 +15,8 @@ thread count, rows in a fixed order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -184,6 +185,9 @@ def walk_forward_split(
         (day >= validation_start) & (day < validation_end) & (pl.col(label_date) < test_start)
     )
     test = usable.filter(day >= test_start)
+    if split.max_rows_per_date is not None:
+        train = sample_per_date(train, split.max_rows_per_date)
+        validation = sample_per_date(validation, split.max_rows_per_date)
     windows = SplitWindows(
         train_start=train_start,
         train_end=train_end,
@@ -201,6 +205,47 @@ def walk_forward_split(
             f"{split.min_train_rows}), {validation.height} validation, {test.height} test"
         )
     return train, validation, test, windows
+
+
+def sample_per_date(rows: pl.DataFrame, limit: int) -> pl.DataFrame:
+    """At most ``limit`` rows per ``date`` of ``rows`` (keyed by ticker, date), kept in order.
+
+    Which tickers are kept on a date is a stable pseudo-random choice: the ``limit`` smallest
+    of a 64-bit mix of the ticker's CRC-32 and the date, so it is the same in every run and
+    every version of the libraries, differs from date to date (no ticker is always left out)
+    and depends only on the tickers present on that date (rows added on other dates, as
+    history grows, change nothing on D).
+    """
+    if rows.is_empty():
+        return rows
+    per_date = rows.group_by("date").len()
+    if per_date["len"].max() <= limit:
+        return rows
+    tickers = rows["ticker"].unique()
+    crc = pl.DataFrame(
+        {
+            "ticker": tickers,
+            "_crc": np.array([zlib.crc32(t.encode()) for t in tickers], dtype=np.uint64),
+        }
+    )
+    keyed = rows.join(crc, on="ticker", how="left")
+    days = keyed["date"].cast(pl.Int32).to_numpy().astype(np.uint64)
+    draw = _splitmix64((keyed["_crc"].to_numpy() << np.uint64(32)) ^ days)
+    kept = (
+        keyed.with_columns(pl.Series("_draw", draw))
+        .filter(pl.col("_draw").rank("ordinal").over("date") <= limit)
+        .drop("_crc", "_draw")
+    )
+    return kept
+
+
+def _splitmix64(values: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser, elementwise on uint64 (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        z = values + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
 
 
 @dataclass
@@ -225,7 +270,7 @@ def lightgbm_params(settings: LightGBMSettings) -> dict:
     ``n_estimators`` and ``early_stopping_rounds`` are not here: they are arguments of
     ``lightgbm.train`` (see :func:`train_horizon`).
     """
-    return {
+    params = {
         "objective": "multiclass",
         "num_class": len(STATES),
         "metric": "multi_logloss",
@@ -236,12 +281,16 @@ def lightgbm_params(settings: LightGBMSettings) -> dict:
         "bagging_fraction": settings.bagging_fraction,
         "bagging_freq": settings.bagging_freq,
         "lambda_l2": settings.lambda_l2,
+        "max_bin": settings.max_bin,
         "seed": settings.seed,
         "num_threads": settings.num_threads,
         "deterministic": True,
         "force_row_wise": True,
         "verbosity": -1,
     }
+    if settings.data_sample_strategy == "goss":
+        params.update(data_sample_strategy="goss", bagging_fraction=1.0, bagging_freq=0)
+    return params
 
 
 def _matrix(rows: pl.DataFrame, input_columns: list[str]) -> np.ndarray:
@@ -363,6 +412,43 @@ def train_next_state(
         h: train_horizon(frame, cutoff, h, input_columns, settings)
         for h in settings.labels.horizons
     }
+
+
+def train_walk_forward(
+    frame: pl.DataFrame, cutoffs: list[date], input_columns: list[str], settings: ModelSettings
+) -> Iterator[tuple[date, dict[int, HorizonModel] | InsufficientTrainingData]]:
+    """:func:`train_next_state` at each of ``cutoffs``, yielded in the order given.
+
+    Every (cut-off, horizon) fit is independent, so ``settings.lightgbm.parallel_fits`` of them
+    run at once on threads (LightGBM releases the GIL), each with ``num_threads`` OpenMP
+    threads. One OpenMP thread per fit and one fit per core avoids OpenMP's barrier waits, which
+    dominated two-thread fits (see docs/architecture.md, "Models that scale"); a booster is the
+    same whatever the thread counts (LightGBM's ``deterministic`` mode), and so is this
+    output. A cut-off with too little data yields its InsufficientTrainingData instead of
+    models (the first horizon's); other errors propagate. Fits are submitted oldest first and
+    a cut-off is yielded as soon as its horizons are done.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    horizons = settings.labels.horizons
+    with ThreadPoolExecutor(max_workers=settings.lightgbm.parallel_fits) as pool:
+        futures = {
+            (cutoff, h): pool.submit(train_horizon, frame, cutoff, h, input_columns, settings)
+            for cutoff in cutoffs
+            for h in horizons
+        }
+        try:
+            for cutoff in cutoffs:
+                models: dict[int, HorizonModel] = {}
+                for h in horizons:
+                    error = futures[cutoff, h].exception()
+                    if isinstance(error, InsufficientTrainingData):
+                        break
+                    models[h] = futures[cutoff, h].result()
+                yield cutoff, (error if len(models) < len(horizons) else models)
+        finally:
+            for future in futures.values():
+                future.cancel()
 
 
 def predict_next_state(

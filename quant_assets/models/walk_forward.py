@@ -82,9 +82,11 @@ def train_cutoff(
     input_columns: list[str],
     champion: tuple | None,
     config_hash: str,
+    trained: dict | Exception | None = None,
 ) -> tuple[list[dict], tuple | None]:
-    """Train every horizon at ``cutoff``, log + register, run the gate; the stored rows and the
-    champion after this cut-off."""
+    """Train every horizon at ``cutoff`` (or take ``trained``: the models, or the
+    InsufficientTrainingData, of :func:`quant_assets.models.next_state.train_walk_forward`),
+    log + register, run the gate; the stored rows and the champion after this cut-off."""
     import pandas as pd
 
     from quant_assets.models.labels import STATES
@@ -101,9 +103,13 @@ def train_cutoff(
     horizons = models_cfg.labels.horizons
     name = models_cfg.mlflow.registered_model
     metric = models_cfg.promotion.metric
-    try:
-        trained = train_next_state(frame, cutoff, input_columns, models_cfg)
-    except InsufficientTrainingData as error:
+    if trained is None:
+        try:
+            trained = train_next_state(frame, cutoff, input_columns, models_cfg)
+        except InsufficientTrainingData as error:
+            trained = error
+    if isinstance(trained, Exception):
+        error = trained
         log(f"{cutoff}: {error}")
         return [
             {
@@ -294,9 +300,12 @@ def train_cutoffs(
     horizon), a skipped cut-off (too little data) included with its reason. MLflow and
     LightGBM errors propagate.
     """
+    from quant_assets.models.next_state import train_walk_forward
+
     rows: list[dict] = []
-    for cutoff in cutoffs:
-        trained, champion = train_cutoff(
+    fits = train_walk_forward(frame, list(cutoffs), input_columns, settings.models)
+    for cutoff, trained in fits:
+        stored, champion = train_cutoff(
             log,
             registry,
             settings,
@@ -305,8 +314,9 @@ def train_cutoffs(
             input_columns,
             champion,
             config_hash,
+            trained,
         )
-        rows.extend(trained)
+        rows.extend(stored)
     if champion is not None and cutoffs:
         # The walk-forward record's champion after the last gate serves the live window: a
         # re-run through the live cut-off (new history) moves @champion to it even when that

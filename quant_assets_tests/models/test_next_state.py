@@ -17,8 +17,10 @@ from quant_assets.models.next_state import (
     lightgbm_params,
     model_input_columns,
     predict_next_state,
+    sample_per_date,
     train_horizon,
     train_next_state,
+    train_walk_forward,
     training_frame,
     walk_forward_split,
 )
@@ -224,6 +226,64 @@ def test_two_threads_are_deterministic_too(frame):
     first, second = (train_horizon(small, CUTOFF, 1, INPUTS, two) for _ in range(2))
     assert first.booster.model_to_string() == second.booster.model_to_string()
     assert first.test_metrics == second.test_metrics
+
+
+def test_fits_in_parallel_equal_fits_one_by_one_with_any_thread_count(frame):
+    """The walk-forward trains (cut-off, horizon) fits concurrently: same boosters, same order,
+    and a cut-off without enough history yields its reason instead of models."""
+    cutoffs = [date(2019, 3, 1), date(2020, 6, 1), CUTOFF]
+    parallel = SETTINGS.model_copy(
+        update={"lightgbm": SETTINGS.lightgbm.model_copy(update={"parallel_fits": 2})}
+    )
+    yielded = list(train_walk_forward(frame, cutoffs, INPUTS, parallel))
+    assert [cutoff for cutoff, _ in yielded] == cutoffs
+    too_early = yielded[0][1]
+    assert isinstance(too_early, InsufficientTrainingData) and "cut-off 2019-03-01" in str(
+        too_early
+    )
+    for cutoff, models in yielded[1:]:
+        alone = train_next_state(frame, cutoff, INPUTS, SETTINGS)
+        assert sorted(models) == list(HORIZONS)
+        for h, model in models.items():
+            assert model.booster.model_to_string() == alone[h].booster.model_to_string()
+            assert model.test_metrics == alone[h].test_metrics
+
+
+def test_rows_per_date_are_capped_by_a_stable_choice_that_varies_by_date(frame):
+    capped = sample_per_date(frame, 4)
+    per_date = capped.group_by("date").len()
+    assert per_date["len"].max() == 4 and per_date.height == frame["date"].n_unique()
+    assert capped.equals(
+        sample_per_date(frame.sample(fraction=1.0, shuffle=True, seed=3), 4).sort("ticker", "date")
+    )
+    # Every ticker is kept on some dates and left out on others.
+    kept = capped.group_by("ticker").len()["len"]
+    assert kept.min() > 0 and kept.max() < frame["date"].n_unique()
+    # A date's choice depends on that date's rows only: more history changes nothing on it.
+    later = frame.filter(pl.col("date") >= date(2020, 1, 1))
+    assert sample_per_date(later, 4).equals(capped.filter(pl.col("date") >= date(2020, 1, 1)))
+    assert sample_per_date(frame, 6).equals(frame)  # at or under the cap: untouched
+
+
+def test_the_split_caps_train_and_validation_rows_per_date_never_the_test(frame):
+    capped = SETTINGS.model_copy(
+        update={"split": SETTINGS.split.model_copy(update={"max_rows_per_date": 2})}
+    )
+    train, validation, test, windows = walk_forward_split(frame, CUTOFF, 1, capped.split)
+    full_train, _, full_test, _ = walk_forward_split(frame, CUTOFF, 1, SETTINGS.split)
+    assert train.group_by("date").len()["len"].max() == 2
+    assert validation.group_by("date").len()["len"].max() == 2
+    assert test.equals(full_test) and windows.train_rows == train.height
+    assert train.height < full_train.height
+
+
+def test_histogram_bins_and_goss_reach_lightgbm():
+    goss = LightGBMSettings(max_bin=63, data_sample_strategy="goss")
+    params = lightgbm_params(goss)
+    assert params["max_bin"] == 63 and params["data_sample_strategy"] == "goss"
+    assert params["bagging_fraction"] == 1.0 and params["bagging_freq"] == 0
+    shipped = lightgbm_params(LightGBMSettings())
+    assert shipped["max_bin"] == 255 and "data_sample_strategy" not in shipped
 
 
 def test_metrics_equal_sklearn_and_scipy_on_the_same_rows(frame, models):
