@@ -3,8 +3,8 @@ out-of-sample quality for the training knobs of ``models.yaml``.
 
 Each variant overrides some ``models.yaml`` keys; it trains every horizon at a set of cut-offs
 with :func:`quant_assets.models.next_state.train_walk_forward` (the asset's own function, no
-Dagster or MLflow; ``parallel_fits`` fits at once) on the stored features, signals, regimes and labels of a data directory,
-and reports, against the shipped settings measured in the same run:
+Dagster or MLflow; ``parallel_fits`` fits at once) on the stored features, signals, regimes
+and labels of a data directory, and reports, against the shipped settings measured in the same run:
 
 - seconds of training (LightGBM dataset + boosting + metrics) over all cut-offs and horizons;
 - the test windows' log loss (mean over cut-offs × horizons; Δ vs shipped, negative = better)
