@@ -43,6 +43,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "rolling 10 y": {"split.train_sessions": 2520},
     "rolling 5 y": {"split.train_sessions": 1260},
     "10 rows/date": {"split.max_rows_per_date": 10},
+    "all rows/date": {"split.max_rows_per_date": None},
     "2 threads × 1 fit": {"lightgbm.num_threads": 2, "lightgbm.parallel_fits": 1},
     "1 thread × 1 fit": {"lightgbm.parallel_fits": 1},
 }

@@ -32,6 +32,7 @@ from quant_assets.defs.partitions import (
     by_date,
     cutoff_keys_windows,
     cutoff_partitions,
+    first_model_window,
     lookback_mapping,
     periods_for_sessions,
     same_window,
@@ -218,8 +219,9 @@ def _model_metadata(out: pl.DataFrame, registry, settings: Settings) -> dict:
 
 def predictions_asset(settings: Settings) -> dg.AssetsDefinition:
     universe = settings.universe
-    first_cutoff = settings.models.resolved_first_cutoff(universe.start)
-    predicted = ticker_date_partitions(universe, start=first_cutoff)
+    predicted = ticker_date_partitions(
+        universe, start=first_model_window(settings.models, universe)
+    )
     live_key = cutoff_partitions(settings.models, universe).get_last_partition_key()
     columns = input_columns(settings)
 

@@ -238,6 +238,30 @@ def cutoff_keys_windows(
     return [(w.start.date(), w.end.date()) for w in windows]
 
 
+def first_model_window(cutoffs: CutoffSettings, universe: UniverseSettings) -> date:
+    """The first model cut-off, where predictions and strategies start: it must begin a
+    window of the universe's grain, since a window's predictions come from the cut-offs it
+    holds. Raises QuantAssetsError naming the keys to change when it falls inside one."""
+    first = cutoffs.resolved_first_cutoff(universe.start)
+    grain = universe.partition_grain
+    window = window_start_of(first, grain)
+    if window != first:
+        origin = (
+            "models.yaml first_cutoff"
+            if cutoffs.first_cutoff is not None
+            else f"universe.yaml start {universe.start} + models.yaml min_history_years "
+            f"{cutoffs.min_history_years} at cutoff_frequency {cutoffs.cutoff_frequency}"
+        )
+        raise QuantAssetsError(
+            f"the first model cut-off {first} ({origin}) falls inside the {grain} window "
+            f"starting {window} (universe.yaml partition_grain {grain}): that window's "
+            f"predictions would need models before the first cut-off. Set models.yaml "
+            f"first_cutoff to {window} or {next_window_start(first, grain)}, or use "
+            "partition_grain: month"
+        )
+    return first
+
+
 def first_window_start(partitions_def: dg.PartitionsDefinition) -> date:
     """The first day of the first date window of ``partitions_def``."""
     if isinstance(partitions_def, dg.MultiPartitionsDefinition):

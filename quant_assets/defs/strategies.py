@@ -32,6 +32,7 @@ from quant_assets.defs.orders import orders_asset
 from quant_assets.defs.partitions import (
     by_date,
     cross_section,
+    first_model_window,
     first_window_start,
     periods_for_sessions,
     previous_window_start,
@@ -95,7 +96,9 @@ class StrategyFacts:
                 f"{first_cutoff} ({origin}), after universe.yaml's end {universe.end}: lower "
                 "min_history_years, set an earlier first_cutoff, or extend the history"
             )
-        partitions = ticker_date_partitions(universe, start=first_cutoff)
+        partitions = ticker_date_partitions(
+            universe, start=first_model_window(settings.models, universe)
+        )
         return cls(
             strategy=strategy,
             partitions=partitions,

@@ -56,3 +56,24 @@ def test_a_history_shorter_than_the_model_warm_up_names_the_keys_to_change(tmp_p
     assert "strategy trend_only" in message
     assert "first model cut-off 2021-01-01" in message
     assert "min_history_years 3" in message and "universe.yaml's end 2019-12-31" in message
+
+
+def test_a_first_cut_off_inside_a_window_names_the_window_and_the_keys(tmp_path):
+    import yaml
+
+    from quant_assets.defs.definitions import build_definitions
+    from quant_assets.errors import QuantAssetsError
+    from quant_assets.settings import load_settings
+
+    project = write_strategies(
+        write_project(tmp_path, ["AAA"], date(2015, 1, 1), date(2019, 12, 31), grain="year"),
+        ["trend_only"],
+    )
+    models = {"first_cutoff": "2018-07-01", "cutoff_frequency": "quarter"}
+    (project.config_dir / "models.yaml").write_text(yaml.safe_dump(models))
+    with pytest.raises(QuantAssetsError) as raised:
+        build_definitions(load_settings(project.config_dir), project.home)
+    message = str(raised.value)
+    assert "first model cut-off 2018-07-01 (models.yaml first_cutoff)" in message
+    assert "year window starting 2018-01-01" in message
+    assert "first_cutoff to 2018-01-01 or 2019-01-01" in message
