@@ -218,8 +218,7 @@ def sample_per_date(rows: pl.DataFrame, limit: int) -> pl.DataFrame:
     """
     if rows.is_empty():
         return rows
-    per_date = rows.group_by("date").len()
-    if per_date["len"].max() <= limit:
+    if rows.group_by("date").len()["len"].to_numpy().max() <= limit:
         return rows
     tickers = rows["ticker"].unique()
     crc = pl.DataFrame(
@@ -440,12 +439,14 @@ def train_walk_forward(
         try:
             for cutoff in cutoffs:
                 models: dict[int, HorizonModel] = {}
+                refused: InsufficientTrainingData | None = None
                 for h in horizons:
                     error = futures[cutoff, h].exception()
                     if isinstance(error, InsufficientTrainingData):
+                        refused = error
                         break
                     models[h] = futures[cutoff, h].result()
-                yield cutoff, (error if len(models) < len(horizons) else models)
+                yield cutoff, (refused if refused is not None else models)
         finally:
             for future in futures.values():
                 future.cancel()

@@ -106,17 +106,17 @@ def train_cutoff(
     if trained is None:
         try:
             trained = train_next_state(frame, cutoff, input_columns, models_cfg)
-        except InsufficientTrainingData as error:
-            trained = error
+        except InsufficientTrainingData as refused:
+            trained = refused
     if isinstance(trained, Exception):
-        error = trained
-        log(f"{cutoff}: {error}")
+        reason = str(trained)
+        log(f"{cutoff}: {reason}")
         return [
             {
                 "cutoff": cutoff,
                 "horizon": h,
                 "gate_decision": "skipped",
-                "gate_reason": str(error),
+                "gate_reason": reason,
                 "champion_version": champion[0] if champion else None,
                 "champion_cutoff": champion[1] if champion else None,
             }
