@@ -15,7 +15,7 @@ import os
 import re
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -29,6 +29,9 @@ from pydantic import (
 )
 
 from quant_assets.errors import ConfigError
+
+if TYPE_CHECKING:
+    import polars as pl
 from quant_assets.names import REGIME_NAMES
 from quant_assets.tickers import validate_ticker
 
@@ -46,18 +49,81 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Membership(_Strict):
+    """When a ticker belongs to the universe: from its listing or index entry (``from``) to
+    its last session in it (``to``, a delisting or index exit), both inclusive; None: open."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    start: date | None = Field(default=None, alias="from")
+    end: date | None = Field(default=None, alias="to")
+
+
 class UniverseSettings(_Strict):
-    """``universe.yaml``: what is traded, against which benchmark, on which calendar."""
+    """``universe.yaml``: what is traded, against which benchmark, on which calendar.
+
+    ``tickers`` lists symbols; an entry may instead be ``{SYMBOL: {from: D, to: D}}`` (either
+    bound optional) for a point-in-time universe — a name that lists, delists, enters or
+    leaves an index inside the range. Its bars are kept only inside that membership, so every
+    cross-section (alpha, sizing, the book, orders) holds the members of its date. The parsed
+    bounds are in ``membership``; ``tickers`` stays the plain list of symbols.
+    """
 
     tickers: list[Ticker] = Field(min_length=1)
+    membership: dict[Ticker, Membership] = {}
     benchmark: Ticker
     start: date
     end: date | None = None  # None: up to today, the current window stays open
     calendar: str = "XNYS"
     partition_grain: Literal["month", "year"] = "month"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _point_in_time_entries(cls, data: Any) -> Any:
+        """``{SYMBOL: {from, to}}`` entries (or a ``tickers`` mapping) → symbols + membership."""
+        if not isinstance(data, dict) or "membership" in data:
+            return data
+        entries = data.get("tickers")
+        if isinstance(entries, dict):
+            entries = [{symbol: bounds} for symbol, bounds in entries.items()]
+        if not isinstance(entries, list) or not any(isinstance(e, dict) for e in entries):
+            return data
+        symbols: list[Any] = []
+        membership: dict[Any, Any] = {}
+        for entry in entries:
+            if not isinstance(entry, dict):
+                symbols.append(entry)
+                continue
+            if len(entry) != 1:
+                raise ValueError(
+                    f"tickers entry {entry!r}: write one symbol per entry, e.g. "
+                    "{ENRN: {to: 2001-11-30}}"
+                )
+            ((symbol, bounds),) = entry.items()
+            symbols.append(symbol)
+            if bounds is not None:
+                if not isinstance(bounds, dict):
+                    raise ValueError(
+                        f"tickers entry {symbol}: membership must be {{from: DATE, to: DATE}}, "
+                        f"not {bounds!r}"
+                    )
+                membership[symbol] = bounds
+        return {**data, "tickers": symbols, "membership": membership}
+
     @model_validator(mode="after")
     def _consistent(self) -> UniverseSettings:
+        for symbol, member in self.membership.items():
+            if symbol not in self.tickers:
+                raise ValueError(f"membership for {symbol}, which is not a universe ticker")
+            if member.start and member.end and member.end < member.start:
+                raise ValueError(
+                    f"ticker {symbol}: membership to {member.end} is before from {member.start}"
+                )
+            if member.end is not None and member.end < self.start:
+                raise ValueError(
+                    f"ticker {symbol}: membership ends {member.end}, before the universe "
+                    f"start {self.start}: drop it from tickers"
+                )
         if len(set(self.tickers)) != len(self.tickers):
             dupes = sorted({t for t in self.tickers if self.tickers.count(t) > 1})
             raise ValueError(f"duplicate tickers: {', '.join(dupes)}")
@@ -66,6 +132,27 @@ class UniverseSettings(_Strict):
         if self.end is not None and self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
         return self
+
+    def members_only(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """The rows of ``frame`` (``ticker``, ``date``) inside their ticker's membership; rows
+        of tickers without bounds (the benchmark included) are all kept. Order is kept."""
+        import polars as pl
+
+        if not self.membership or frame.is_empty():
+            return frame
+        bounds = pl.DataFrame(
+            {
+                "ticker": list(self.membership),
+                "_from": [m.start for m in self.membership.values()],
+                "_to": [m.end for m in self.membership.values()],
+            },
+            schema={"ticker": pl.Utf8, "_from": pl.Date, "_to": pl.Date},
+        )
+        joined = frame.join(bounds, on="ticker", how="left", maintain_order="left")
+        inside = (pl.col("_from").is_null() | (pl.col("date") >= pl.col("_from"))) & (
+            pl.col("_to").is_null() | (pl.col("date") <= pl.col("_to"))
+        )
+        return joined.filter(inside).drop("_from", "_to")
 
     @field_validator("calendar")
     @classmethod

@@ -82,7 +82,7 @@ def ingest_range(
         raw, served_by, name = routed.frame, routed.served_by, chain[0].name
         routing = routed.as_metadata()
     ingested = ingest_bars(
-        raw,
+        universe.members_only(raw),  # a point-in-time universe: bars inside membership only
         provider=name,
         start=start,
         end=end,
