@@ -133,6 +133,11 @@ class UniverseSettings(_Strict):
             raise ValueError(f"end {self.end} is before start {self.start}")
         return self
 
+    @property
+    def exits(self) -> dict[str, date]:
+        """Ticker → its last member session, for the tickers that leave the universe."""
+        return {t: m.end for t, m in self.membership.items() if m.end is not None}
+
     def members_only(self, frame: pl.DataFrame) -> pl.DataFrame:
         """The rows of ``frame`` (``ticker``, ``date``) inside their ticker's membership; rows
         of tickers without bounds (the benchmark included) are all kept. Order is kept."""

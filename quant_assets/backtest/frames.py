@@ -102,6 +102,43 @@ def clean_bars(bars: pl.DataFrame, tickers: Sequence[str], *, require_close: boo
     return bars
 
 
+def with_exit_prints(bars: pl.DataFrame, exits: Mapping[str, date]) -> pl.DataFrame:
+    """``bars`` plus, for each ticker leaving a point-in-time universe, one bar at its last
+    close (open = close = the last close, no volume) on the second date of ``bars`` after
+    its exit: the price a position still held is sold at.
+
+    ``exits``: ticker → its last member session (``universe.yaml`` ``to``); its bars stop
+    there. The order decided at the exit's close expires on the next session (there is no
+    market for it any more, as when the print is missing); at that session's close the name
+    has no alpha, so its target is 0, and the closing order fills on the session after, at
+    the print, with the book's usual costs. Without the print that order would expire too
+    and the position stay at its last mark for ever. Only a ticker whose last bar on or
+    before its exit is in ``bars`` gets a print (a book continued from a later start holds
+    nothing there any more), and a date where the ticker has a row keeps that row. Missing
+    columns of a print are null; the order of ``bars`` is kept, prints appended.
+    """
+    if not exits or bars.is_empty():
+        return bars
+    dates = bars["date"].unique().sort()
+    prints = []
+    for ticker, exit_day in exits.items():
+        mine = pl.col("ticker") == ticker
+        last = bars.filter(mine & (pl.col("date") <= exit_day) & pl.col("close").is_not_null())
+        after = dates.filter(dates > exit_day)
+        if last.is_empty() or after.len() < 2:
+            continue
+        day = after[1]
+        if not bars.filter(mine & (pl.col("date") == day)).is_empty():
+            continue
+        close = last.sort("date")["close"][-1]
+        columns: dict[str, list] = {"date": [day], "ticker": [ticker]}
+        columns.update({c: [close] for c in ("open", "close") if c in bars.columns})
+        prints.append(pl.DataFrame(columns).cast({c: bars.schema[c] for c in columns}))
+    if not prints:
+        return bars
+    return pl.concat([bars, *prints], how="diagonal_relaxed").select(bars.columns)
+
+
 def sessions_from(bars: pl.DataFrame, start: date) -> tuple[pl.Series, pl.Series]:
     """(every date of ``bars``, the sessions: its dates on or after ``start``), sorted.
     Refuses bars without a session from ``start``."""

@@ -156,6 +156,7 @@ def _paper_book(
 ):
     """Run the paper book over the run's sessions on the stored bars (and the look-back its
     costs need), refusing a partial cross-section."""
+    from quant_assets.backtest.frames import with_exit_prints
     from quant_assets.execution import run_paper_book
 
     tickers = list(settings.universe.tickers)
@@ -174,7 +175,7 @@ def _paper_book(
     require_cross_section(positions, in_run, positions_key)
     targets = positions.select("date", "ticker", "target_weight", "reason_codes")
     return run_paper_book(
-        bars,
+        with_exit_prints(bars, settings.universe.exits),  # a name leaving: sold at its last close
         targets,
         strategy.backtest,
         start=scope.rect.start,

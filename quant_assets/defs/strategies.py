@@ -9,7 +9,7 @@ continue from the stored state.
 """
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -79,6 +79,7 @@ class StrategyFacts:
     first_start: date  # the first window: a run starting there starts a fresh book
     tickers: list[str]  # the universe, in partition order
     grain: str
+    exits: dict[str, date] = field(default_factory=dict)  # ticker → last member session
 
     @classmethod
     def of(cls, settings: Settings, strategy: StrategySettings) -> "StrategyFacts":
@@ -105,6 +106,7 @@ class StrategyFacts:
             first_start=first_window_start(partitions),
             tickers=list(universe.tickers),
             grain=universe.partition_grain,
+            exits=universe.exits,
         )
 
     def key(self, name: str) -> dg.AssetKey:
@@ -254,6 +256,7 @@ def positions_asset(facts: StrategyFacts) -> dg.AssetsDefinition:
         hybrid VaR/CVaR and EVT tail, drawdown guard, circuit breakers with staged recovery,
         kill switch) and the turnover limit. ``reason_codes`` lists every scaling applied."""
         from quant_assets.quality.derived import validate_positions
+        from quant_assets.risk import mark_exits
 
         scope = RunScope.of(context)
         closes = facts.bars_before(warehouse, scope, history, ["date", "ticker", "close"])
@@ -261,6 +264,7 @@ def positions_asset(facts: StrategyFacts) -> dg.AssetsDefinition:
         rows = domain_call(
             key, lambda: _size(facts, scope, alpha_scores, closes, regimes, warehouse)
         )
+        rows = mark_exits(rows, facts.exits)  # names that left the universe: the reason
         sizing = strategy.sizing
         limits = (sizing.max_weight, sizing.max_gross_leverage, sizing.long_only)
         report = validate_positions(rows, *limits)
@@ -337,6 +341,7 @@ def backtest_asset(facts: StrategyFacts) -> dg.AssetsDefinition:
         impact; exact cash and share accounting by the numba kernel (the same order step as
         the paper book), continuing from the stored book before the range."""
         from quant_assets.backtest.book import BookState, run_book
+        from quant_assets.backtest.frames import with_exit_prints
         from quant_assets.quality.derived import validate_backtest
 
         scope = RunScope.of(context)
@@ -349,6 +354,7 @@ def backtest_asset(facts: StrategyFacts) -> dg.AssetsDefinition:
             warehouse, scope, history, ["date", "ticker", "open", "close", "volume"]
         )
         require_cross_section(positions, scope.within(bars), positions_key)
+        bars = with_exit_prints(bars, facts.exits)  # a name leaving is sold at its last close
         targets = positions.select("date", "ticker", "target_weight")
         result = domain_call(
             key,

@@ -107,6 +107,7 @@ def load_study_inputs(
         ).drop_nulls(),
         tickers=list(settings.universe.tickers),
         start=start,
+        exits=settings.universe.exits,
     )
 
 

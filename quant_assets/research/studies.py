@@ -29,7 +29,7 @@ import itertools
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -368,6 +368,14 @@ class StudyInputs:
     benchmark: pl.DataFrame
     tickers: list[str]
     start: Any
+    exits: dict = field(default_factory=dict)  # universe.yaml membership ends (ticker → date)
+
+    @property
+    def book_bars(self) -> pl.DataFrame:
+        """``bars`` as the books read them: with the exit prints of names leaving."""
+        from quant_assets.backtest.frames import with_exit_prints
+
+        return with_exit_prints(self.bars, self.exits)
 
 
 def evaluate_reference(inputs: StudyInputs, trials: Sequence[Trial]) -> TrialReturns:
@@ -395,7 +403,7 @@ def evaluate_reference(inputs: StudyInputs, trials: Sequence[Trial]) -> TrialRet
             tickers=inputs.tickers,
         )
         book = run_book(
-            inputs.bars,
+            inputs.book_bars,
             positions.rows.select("date", "ticker", "target_weight"),
             strategy.backtest,
             start=inputs.start,

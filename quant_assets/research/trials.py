@@ -95,7 +95,7 @@ def evaluate_vectorised(
         window = (backtest.vol_window, backtest.adv_window)
         if window not in markets:
             markets[window] = trial_market(
-                inputs.bars,
+                inputs.book_bars,
                 tickers,
                 start=inputs.start,
                 vol_window=backtest.vol_window,

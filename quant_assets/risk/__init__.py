@@ -9,6 +9,7 @@ from quant_assets.risk.positions import (
     PositionState,
     advance_breaker,
     history_sessions,
+    mark_exits,
     size_positions,
     state_lookback_sessions,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "advance_breaker",
     "fit_gpd_tail",
     "history_sessions",
+    "mark_exits",
     "portfolio_tail_risk",
     "size_positions",
     "state_lookback_sessions",

@@ -645,3 +645,29 @@ def size_positions(
         recent_paper_returns=tuple(book.recent),
     )
     return PositionsResult(rows, final)
+
+
+def mark_exits(rows: pl.DataFrame, exits: dict[str, date]) -> pl.DataFrame:
+    """``rows`` (positions: ticker, date, reason_codes as a JSON list) with
+    ``LEFT_UNIVERSE:<last member session>`` first among the codes of every row of a ticker
+    after it left a point-in-time universe (``exits``: ticker → last member session). Those
+    rows have no alpha, so their target is 0 and the book sells what is left at the last
+    close (:func:`quant_assets.backtest.frames.with_exit_prints`); the code says why."""
+    if not exits or rows.is_empty():
+        return rows
+    ends = pl.DataFrame(
+        {"ticker": list(exits), "_exit": list(exits.values())},
+        schema={"ticker": pl.Utf8, "_exit": pl.Date},
+    )
+    joined = rows.join(ends, on="ticker", how="left", maintain_order="left")
+    code = pl.concat_str(pl.lit('"LEFT_UNIVERSE:'), pl.col("_exit").cast(pl.Utf8), pl.lit('"'))
+    codes = pl.col("reason_codes")
+    tagged = (
+        pl.when(codes == "[]")
+        .then(pl.concat_str(pl.lit("["), code, pl.lit("]")))
+        .otherwise(pl.concat_str(pl.lit("["), code, pl.lit(", "), codes.str.slice(1)))
+    )
+    after = pl.col("_exit").is_not_null() & (pl.col("date") > pl.col("_exit"))
+    return joined.with_columns(
+        pl.when(after).then(tagged).otherwise(codes).alias("reason_codes")
+    ).drop("_exit")

@@ -259,3 +259,83 @@ def test_from_rows_needs_exactly_one_date() -> None:
         BookState.from_rows(book.head(0))
     with pytest.raises(ValueError, match="ticker AAA more than once"):
         BookState.from_rows(pl.concat([book.head(1), book.head(1)]))
+
+
+def _leaving(exit_day: date) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Bars where AAA's history stops at ``exit_day`` (it left the universe), and targets
+    holding 30 % of AAA through it — and none after (no alpha: target 0)."""
+    bars = make_bars().with_columns(pl.col("close").fill_null(50.0))
+    bars = bars.filter((pl.col("ticker") != "AAA") | (pl.col("date") <= exit_day))
+    keys = bars.filter(pl.col("date") >= START).select("date", "ticker").unique()
+    all_keys = keys.select("date").unique().join(pl.DataFrame({"ticker": TICKERS}), how="cross")
+    targets = all_keys.with_columns(
+        pl.when(pl.col("ticker") != "AAA")
+        .then(0.2)
+        .when(pl.col("date") <= exit_day)
+        .then(0.3)
+        .otherwise(0.0)
+        .alias("target_weight")
+    ).sort("date", "ticker")
+    return bars, targets
+
+
+def test_a_name_leaving_the_universe_is_sold_at_its_last_close_two_sessions_later() -> None:
+    """The exit's own order expires (no market), the next close decides 0, the session after
+    sells at the print: the last close, less the usual costs."""
+    from quant_assets.backtest.frames import with_exit_prints
+
+    sessions = sorted(make_bars()["date"].unique())
+    exit_day = sessions[40]
+    bars, targets = _leaving(exit_day)
+    last_close = bars.filter((pl.col("ticker") == "AAA") & (pl.col("date") == exit_day))["close"][0]
+    stuck = run(bars, targets)  # without the prints the closing order expires
+    held = stuck.book.filter(pl.col("ticker") == "AAA").sort("date")
+    assert held["shares"][-1] != 0 and held["mark_price"][-1] == last_close
+    printed = with_exit_prints(bars, {"AAA": exit_day})
+    added = printed.join(bars, on=["date", "ticker"], how="anti")
+    assert added["date"].to_list() == [sessions[42]] and added["volume"].is_null().all()
+    assert (added["open"] == last_close).all() and (added["close"] == last_close).all()
+    result = run(printed, targets)
+    aaa = result.book.filter(pl.col("ticker") == "AAA").sort("date")
+    shares = dict(zip(aaa["date"], aaa["shares"], strict=True))
+    assert shares[exit_day] > 0 and shares[sessions[41]] == shares[exit_day]
+    assert all(shares[d] == 0 for d in sessions[42:])
+    sale = result.trades.filter(pl.col("ticker") == "AAA").sort("date").tail(1).row(0, named=True)
+    assert sale["date"] == sessions[42] and sale["quantity"] == -shares[exit_day]
+    assert sale["reference_price"] == last_close  # minus slippage: the usual costs
+    assert sale["fill_price"] == pytest.approx(last_close * (1 - 2e-4), rel=1e-12)
+    # The book's value did not jump: the mark stayed at the last close until the sale.
+    assert aaa.filter(pl.col("date") == sessions[41])["mark_price"][0] == last_close
+
+
+def test_exit_prints_need_the_last_bar_and_never_replace_a_row() -> None:
+    from quant_assets.backtest.frames import with_exit_prints
+
+    bars = make_bars()
+    sessions = sorted(bars["date"].unique())
+    assert with_exit_prints(bars, {}).equals(bars)
+    # Still trading after the "exit": rows are kept, nothing is added.
+    assert with_exit_prints(bars, {"AAA": sessions[10]}).equals(bars)
+    # The last bar before the exit is outside the bars read: nothing to sell at.
+    later = bars.filter(pl.col("date") >= sessions[20])
+    gone = later.filter(pl.col("ticker") != "AAA")
+    assert with_exit_prints(gone, {"AAA": sessions[10]}).equals(gone)
+
+
+def test_positions_after_an_exit_say_so_first_among_their_codes() -> None:
+    from quant_assets.risk import mark_exits
+
+    rows = pl.DataFrame(
+        {
+            "ticker": ["AAA", "AAA", "BBB"],
+            "date": [date(2024, 1, 2), date(2024, 1, 3), date(2024, 1, 3)],
+            "reason_codes": ['["KELLY:0.1"]', '["NO_ALPHA", "VAR:x0.9"]', "[]"],
+        }
+    )
+    tagged = mark_exits(rows, {"AAA": date(2024, 1, 2), "BBB": date(2024, 1, 2)})
+    assert tagged["reason_codes"].to_list() == [
+        '["KELLY:0.1"]',
+        '["LEFT_UNIVERSE:2024-01-02", "NO_ALPHA", "VAR:x0.9"]',
+        '["LEFT_UNIVERSE:2024-01-02"]',
+    ]
+    assert mark_exits(rows, {}).equals(rows)

@@ -66,15 +66,16 @@ def test_bars_and_every_cross_section_hold_only_the_members_of_their_date(tmp_pa
     path = project.config_dir / "universe.yaml"
     universe = yaml.safe_load(path.read_text())
     # The provider has every name's full history; membership decides what is kept. ENRN
-    # leaves mid-2018 (no bars in 2019: a whole empty window), NEWCO joins in 2016.
+    # leaves in March 2018 while the strategy holds it (no bars in 2019: a whole empty
+    # window), NEWCO joins in 2016.
     universe["tickers"] = [
         "AAA",
         "BBB",
-        {"ENRN": {"to": "2018-06-29"}},
+        {"ENRN": {"to": "2018-03-14"}},
         {"NEWCO": {"from": "2016-03-01"}},
     ]
     path.write_text(yaml.safe_dump(universe))
-    materialize_all(project, ["trend_only/orders"])
+    materialize_all(project, ["trend_only/orders", "trend_only/backtest"])
     with duckdb.connect(str(project.home / "warehouse.duckdb"), read_only=True) as conn:
         spans = dict(
             (t, (lo, hi))
@@ -82,17 +83,44 @@ def test_bars_and_every_cross_section_hold_only_the_members_of_their_date(tmp_pa
                 "select ticker, min(date), max(date) from market.bars group by ticker"
             ).fetchall()
         )
-        assert spans["ENRN"][1] == date(2018, 6, 29)
+        assert spans["ENRN"][1] == date(2018, 3, 14)
         assert spans["NEWCO"][0] == date(2016, 3, 1)
         assert spans["AAA"] == (date(2015, 1, 2), date(2019, 12, 31))
         for table in ("market.signals", "trend_only.alpha_scores"):
             outside = conn.sql(
-                f"select count(*) from {table} where (ticker = 'ENRN' and date > '2018-06-29') "
+                f"select count(*) from {table} where (ticker = 'ENRN' and date > '2018-03-14') "
                 "or (ticker = 'NEWCO' and date < '2016-03-01')"
             ).fetchone()
             assert outside == (0,), table
         held = conn.sql(
             "select count(*) from trend_only.positions where ticker = 'ENRN' "
-            "and date > '2018-06-29' and target_weight <> 0"
+            "and date > '2018-03-14' and target_weight <> 0"
         ).fetchone()
         assert held == (0,)
+        codes = conn.sql(
+            "select distinct reason_codes like '[\"LEFT_UNIVERSE:2018-03-14\"%' "
+            "from trend_only.positions where ticker = 'ENRN' and date > '2018-03-14'"
+        ).fetchall()
+        assert codes == [(True,)]
+        # Whatever was held at the exit is sold at the last close on the second session
+        # after it, in the backtest and in the paper book alike; nothing is held later.
+        last_close = conn.sql(
+            "select close from market.bars where ticker = 'ENRN' and date = '2018-03-14'"
+        ).fetchone()
+        for book in ("trend_only.backtest", "trend_only.paper_book"):
+            later = conn.sql(
+                f"select count(*) filter (where shares <> 0), max(date) from {book} "
+                "where ticker = 'ENRN' and date >= '2018-03-16'"
+            ).fetchone()
+            assert later is not None and later[0] == 0 and later[1] == date(2019, 12, 31), book
+        sale = conn.sql(
+            "select date, trade_quantity, fill_price from trend_only.backtest "
+            "where ticker = 'ENRN' and date = '2018-03-16'"
+        ).fetchone()
+        held_at_exit = conn.sql(
+            "select shares from trend_only.backtest where ticker = 'ENRN' and date = '2018-03-14'"
+        ).fetchone()
+        assert sale is not None and held_at_exit is not None and last_close is not None
+        assert sale[1] == -held_at_exit[0]
+        assert held_at_exit[0] > 0  # the case that matters: a position open at the exit
+        assert sale[2] == pytest.approx(last_close[0], rel=1e-3)  # less the usual costs
