@@ -137,6 +137,7 @@ def build_report(
             *evaluation.reasons,
             f"Compared in the reality check: {', '.join(evaluation.compared)}",
             strategy.description,
+            *survivorship_notes(settings),
         ],
     )
     sha = hashlib.sha256(
@@ -258,3 +259,20 @@ def _registry_for(settings: Settings, home: Path, kind: str):
 
     mlflow_cfg = settings.models.mlflow
     return ModelRegistry(mlflow_cfg, home, experiment=f"{mlflow_cfg.experiment}/{kind}")
+
+
+def survivorship_notes(settings: Settings) -> list[str]:
+    """What the report says about survivorship bias: the bundled stocks are today's
+    constituents; a universe without membership dates never holds a name that left."""
+    notes = []
+    if "bundled" in settings.providers.chain:
+        notes.append(
+            "Survivorship bias: the bundled stocks are 20 of today's S&P 500 constituents, "
+            "chosen in hindsight; none of them failed, so this history flatters the strategy."
+        )
+    if not settings.universe.membership:
+        notes.append(
+            "The universe has no membership dates: every name is held as a member over the "
+            "whole history. Give universe.yaml entries {from, to} for a point-in-time universe."
+        )
+    return notes

@@ -124,3 +124,19 @@ def test_bars_and_every_cross_section_hold_only_the_members_of_their_date(tmp_pa
         assert sale[1] == -held_at_exit[0]
         assert held_at_exit[0] > 0  # the case that matters: a position open at the exit
         assert sale[2] == pytest.approx(last_close[0], rel=1e-3)  # less the usual costs
+
+
+def test_reports_say_when_the_history_is_survivors_only(tmp_path):
+    from quant_assets.engine.reporting import survivorship_notes
+    from quant_assets.settings import load_settings
+    from quant_assets_tests.conftest import SHIPPED_CONFIGS
+
+    shipped = survivorship_notes(load_settings(SHIPPED_CONFIGS))
+    assert any("today's S&P 500 constituents" in note for note in shipped)
+    assert any("no membership dates" in note for note in shipped)
+    project = write_project(tmp_path, ["AAA", "ENRN"], date(2015, 1, 1), date(2019, 12, 31))
+    path = project.config_dir / "universe.yaml"
+    universe = yaml.safe_load(path.read_text())
+    universe["tickers"] = ["AAA", {"ENRN": {"to": "2018-03-14"}}]
+    path.write_text(yaml.safe_dump(universe))
+    assert survivorship_notes(load_settings(project.config_dir)) == []
