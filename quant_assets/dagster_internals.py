@@ -291,3 +291,45 @@ def backfill_run_request(
     private (see ``AssetGraphSubset`` above): it is called here so that it, too, has one home.
     """
     return dg.RunRequest.for_asset_graph_subset(subset, tags=tags)
+
+
+# --- One mapping per input and step (the strategies' runs at wide universes) --------------
+# A step maps its partition range onto each input's upstream partitions twice: once for the
+# data-version cache (``DataVersionCache._fetch_input_asset_version_info``, with
+# ``require_valid_partitions=False``) and once to build the input context
+# (``StepExecutionContext.for_input_manager``). For a multi-partitioned input that means
+# building a ``MultiPartitionKey`` per (ticker, window) each time: py-spy put ~60 % of a
+# 500-ticker strategy run in ``BaseMultiPartitionMapping._get_dependency_partitions_subset``.
+# The result depends only on the step (its partition range, the job's asset layer, the
+# instance's dynamic partitions, all fixed during the step), so it is kept on the step's
+# context after the first valid mapping; an invalid one is never cached and is recomputed
+# as Dagster would, raising where Dagster raises. Replace when Dagster memoises it (no
+# upstream issue found) — the private method is ``StepExecutionContext.
+# asset_partitions_subset_for_input`` in dagster/_core/execution/context/system.py, the
+# same signature in 1.12 and 1.13.
+from dagster._core.errors import DagsterInvariantViolationError  # noqa: E402
+from dagster._core.execution.context.system import StepExecutionContext  # noqa: E402
+
+_UNCACHED_SUBSET_FOR_INPUT = StepExecutionContext.asset_partitions_subset_for_input
+
+
+def _subset_for_input(
+    self: StepExecutionContext, input_name: str, require_valid_partitions: bool = True
+) -> Any:
+    cache = self.__dict__.setdefault("_quant_assets_input_subsets", {})
+    if input_name in cache:
+        return cache[input_name]
+    try:
+        subset = _UNCACHED_SUBSET_FOR_INPUT(self, input_name, require_valid_partitions=True)
+    except DagsterInvariantViolationError:
+        if require_valid_partitions:
+            raise
+        return _UNCACHED_SUBSET_FOR_INPUT(self, input_name, require_valid_partitions=False)
+    cache[input_name] = subset
+    return subset
+
+
+def cache_input_partition_mappings() -> None:
+    """Install the per-step cache above (idempotent); called when the definitions load."""
+    if StepExecutionContext.asset_partitions_subset_for_input is not _subset_for_input:
+        StepExecutionContext.asset_partitions_subset_for_input = _subset_for_input  # type: ignore[method-assign]

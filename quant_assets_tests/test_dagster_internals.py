@@ -106,3 +106,83 @@ def test_every_reexported_name_resolves():
     internals = importlib.import_module("quant_assets.dagster_internals")
     missing = [name for name in internals.__all__ if getattr(internals, name, None) is None]
     assert not missing
+
+
+def test_a_step_maps_each_input_onto_its_upstream_partitions_once(monkeypatch):
+    """Dagster maps a step's partitions onto an input's twice (data versions, then the input
+    context); the project keeps the first valid mapping for the step. Same values loaded,
+    one mapping per input; an invalid mapping still raises as Dagster raises."""
+    import dagster as dg
+    import pytest
+
+    from quant_assets import dagster_internals
+
+    calls: list[str] = []
+    uncached = dagster_internals._UNCACHED_SUBSET_FOR_INPUT
+
+    def counting(self, input_name, require_valid_partitions=True):
+        calls.append(input_name)
+        return uncached(self, input_name, require_valid_partitions=require_valid_partitions)
+
+    monkeypatch.setattr(dagster_internals, "_UNCACHED_SUBSET_FOR_INPUT", counting)
+    dagster_internals.cache_input_partition_mappings()
+    days = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-01-10")
+    grid = dg.MultiPartitionsDefinition(
+        {"date": days, "ticker": dg.StaticPartitionsDefinition(["A", "B"])}
+    )
+
+    @dg.asset(partitions_def=grid)
+    def prices(context) -> int:
+        return len(context.partition_keys)
+
+    @dg.asset(
+        partitions_def=grid,
+        ins={
+            "prices": dg.AssetIn(
+                partition_mapping=dg.MultiPartitionMapping(
+                    {
+                        "date": dg.DimensionPartitionMapping(
+                            "date", dg.TimeWindowPartitionMapping(-1, 0)
+                        ),
+                        "ticker": dg.DimensionPartitionMapping(
+                            "ticker", dg.IdentityPartitionMapping()
+                        ),
+                    }
+                )
+            )
+        },
+    )
+    def returns(context, prices: dict) -> int:
+        return len(prices)
+
+    instance = dg.DagsterInstance.ephemeral()
+    keys = [dg.MultiPartitionKey({"date": "2024-01-03", "ticker": t}) for t in ("A", "B")]
+    for key in keys:
+        assert dg.materialize([prices], partition_key=key, instance=instance).success
+        assert dg.materialize(
+            [prices],
+            partition_key=dg.MultiPartitionKey(
+                {"date": "2024-01-02", "ticker": key.keys_by_dimension["ticker"]}
+            ),
+            instance=instance,
+        ).success
+    calls.clear()
+    result = dg.materialize(
+        [prices, returns], selection=[returns], partition_key=keys[0], instance=instance
+    )
+    assert result.success and result.output_for_node("returns") == 2  # 01-02 and 01-03
+    assert calls == ["prices"]  # Dagster asked twice; mapped once
+
+    # A mapping onto partitions that do not exist is never kept: asked leniently it answers
+    # leniently, asked strictly it raises, as Dagster does.
+    def invalid(self, input_name, require_valid_partitions=True):
+        if require_valid_partitions:
+            raise dg.DagsterInvariantViolationError("depends on invalid partitions")
+        return "the existing part"
+
+    monkeypatch.setattr(dagster_internals, "_UNCACHED_SUBSET_FOR_INPUT", invalid)
+    step = type("Step", (), {})()
+    lenient = dagster_internals._subset_for_input(step, "prices", require_valid_partitions=False)
+    assert lenient == "the existing part"
+    with pytest.raises(dg.DagsterInvariantViolationError, match="invalid partitions"):
+        dagster_internals._subset_for_input(step, "prices")

@@ -34,6 +34,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 def build_definitions(settings: Settings | None = None, home: Path | None = None) -> dg.Definitions:
     """Definitions for ``settings`` (default: the configured directory) storing under ``home``."""
+    from quant_assets.dagster_internals import cache_input_partition_mappings
+
+    cache_input_partition_mappings()  # one partition mapping per input and step
     # We use beta APIs knowingly (backfill policies, multi-partition mappings); see
     # docs/architecture.md. Their warnings would drown every CLI run.
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
