@@ -46,15 +46,10 @@ def _stock_instance_yaml(home: Path) -> None:
     )
 
 
-def scenario_signals(storage: str, tickers: int, years: int, grain: str) -> dict:
-    import dagster as dg
-
-    from quant_assets.engine.instance import open_instance
-    from quant_assets.engine.runner import materialize
-    from quant_assets.settings import load_settings
-
-    root = Path(tempfile.mkdtemp(prefix=f"qa-scale-{storage}-"))
-    config = _write_config(
+def _synthetic_config(root: Path, tickers: int, years: int, grain: str) -> Path:
+    """universe.yaml + providers.yaml under ``root``: ``tickers`` synthetic names, ``years``
+    years to 2022-12-31 at ``grain`` (the other configs: whatever is in ``root/configs``)."""
+    return _write_config(
         root,
         provider="synthetic",
         grain=grain,
@@ -63,6 +58,17 @@ def scenario_signals(storage: str, tickers: int, years: int, grain: str) -> dict
         tickers=[f"SYN{i:04d}" for i in range(tickers)],
         benchmark="SYNIDX",
     )
+
+
+def scenario_signals(storage: str, tickers: int, years: int, grain: str) -> dict:
+    import dagster as dg
+
+    from quant_assets.engine.instance import open_instance
+    from quant_assets.engine.runner import materialize
+    from quant_assets.settings import load_settings
+
+    root = Path(tempfile.mkdtemp(prefix=f"qa-scale-{storage}-"))
+    config = _synthetic_config(root, tickers, years, grain)
     home = root / "data"
     if storage == "stock":
         _stock_instance_yaml(home)
@@ -115,15 +121,7 @@ def scenario_whole(tickers: int, years: int, grain: str) -> dict:
 
     root = Path(tempfile.mkdtemp(prefix="qa-scale-whole-"))
     shutil.copytree(REPO / "configs", root / "configs", ignore=shutil.ignore_patterns("studies"))
-    config = _write_config(
-        root,
-        provider="synthetic",
-        grain=grain,
-        start=f"{2023 - years}-01-01",
-        end="2022-12-31",
-        tickers=[f"SYN{i:04d}" for i in range(tickers)],
-        benchmark="SYNIDX",
-    )
+    config = _synthetic_config(root, tickers, years, grain)
     os.environ["QUANT_ASSETS_CONFIG"] = str(config)
     settings = load_settings(config)
     home = root / "data"

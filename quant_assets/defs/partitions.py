@@ -238,6 +238,16 @@ def cutoff_keys_windows(
     return [(w.start.date(), w.end.date()) for w in windows]
 
 
+def first_cutoff_origin(cutoffs: CutoffSettings, universe: UniverseSettings) -> str:
+    """Where the first model cut-off comes from, in the config's own words (for errors)."""
+    if cutoffs.first_cutoff is not None:
+        return "models.yaml first_cutoff"
+    return (
+        f"universe.yaml start {universe.start} + models.yaml min_history_years "
+        f"{cutoffs.min_history_years} at cutoff_frequency {cutoffs.cutoff_frequency}"
+    )
+
+
 def first_model_window(cutoffs: CutoffSettings, universe: UniverseSettings) -> date:
     """The first model cut-off, where predictions and strategies start: it must begin a
     window of the universe's grain, since a window's predictions come from the cut-offs it
@@ -246,12 +256,7 @@ def first_model_window(cutoffs: CutoffSettings, universe: UniverseSettings) -> d
     grain = universe.partition_grain
     window = window_start_of(first, grain)
     if window != first:
-        origin = (
-            "models.yaml first_cutoff"
-            if cutoffs.first_cutoff is not None
-            else f"universe.yaml start {universe.start} + models.yaml min_history_years "
-            f"{cutoffs.min_history_years} at cutoff_frequency {cutoffs.cutoff_frequency}"
-        )
+        origin = first_cutoff_origin(cutoffs, universe)
         raise QuantAssetsError(
             f"the first model cut-off {first} ({origin}) falls inside the {grain} window "
             f"starting {window} (universe.yaml partition_grain {grain}): that window's "

@@ -32,6 +32,7 @@ from quant_assets.defs.orders import orders_asset
 from quant_assets.defs.partitions import (
     by_date,
     cross_section,
+    first_cutoff_origin,
     first_model_window,
     first_window_start,
     periods_for_sessions,
@@ -86,12 +87,7 @@ class StrategyFacts:
         universe = settings.universe
         first_cutoff = settings.models.resolved_first_cutoff(universe.start)
         if universe.end is not None and first_cutoff > universe.end:
-            origin = (
-                "models.yaml first_cutoff"
-                if settings.models.first_cutoff is not None
-                else f"universe.yaml start {universe.start} + models.yaml min_history_years "
-                f"{settings.models.min_history_years}"
-            )
+            origin = first_cutoff_origin(settings.models, universe)
             raise QuantAssetsError(
                 f"strategy {strategy.name}: strategies start at the first model cut-off "
                 f"{first_cutoff} ({origin}), after universe.yaml's end {universe.end}: lower "
